@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs every build, test and control-plane dependency from Debian's packages. Idempotent: a package that is
+# already installed is not fetched again, and `apt-get update` runs only when something is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config clang-format clang-tidy
+  libcpprest-dev libboost-dev libboost-system-dev nlohmann-json3-dev libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
+  libgtest-dev libgmock-dev
+  etcd-server golang-go rsync openssl curl procps psmisc ca-certificates
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ! command -v kubectl >/dev/null 2>&1; then
+  missing+=(kubernetes-client)
+fi
+
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}" >&2
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "deps: need root to install packages (run as root or install: ${missing[*]})" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "deps: all present" >&2
