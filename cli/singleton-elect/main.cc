@@ -1,0 +1,161 @@
+// singleton-elect: leader election on a Kubernetes Lease from the command line. See --help.
+#include <signal.h>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "cli/singleton-elect/child_process.h"
+#include "cli/singleton-elect/options.h"
+#include "election/lease_lock.h"
+#include "election/leader_elector.h"
+#include "kube/client.h"
+#include "kube/config.h"
+#include "util/time_format.h"
+
+namespace {
+
+using namespace singleton;
+
+constexpr int kExitUsage = 2;
+constexpr int kExitLostLeadership = 1;
+
+// One JSON object per line on stdout; lines never interleave.
+class EventPrinter {
+ public:
+  explicit EventPrinter(std::string identity) : identity_(std::move(identity)) {}
+  void print(const char* event, const std::string& leader, fencing::FencingToken token) {
+    nlohmann::json line = {{"ts", util::formatMillisTime(util::systemClock().wallNow())},
+                           {"event", event},
+                           {"identity", identity_},
+                           {"leader", leader},
+                           {"token", token.value()}};
+    std::lock_guard guard(mutex_);
+    std::fputs((line.dump() + "\n").c_str(), stdout);
+    std::fflush(stdout);
+  }
+
+ private:
+  std::string identity_;
+  std::mutex mutex_;
+};
+
+int fail(int code, const std::string& message) {
+  std::cerr << "singleton-elect: " << message << std::endl;
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Termination signals are taken by one thread with sigwait; block them before any other thread exists.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto parsed = cli::parseElectOptions(std::vector<std::string>(argv + 1, argv + argc));
+  if (!parsed.ok()) return fail(kExitUsage, parsed.error().message);
+  const cli::ElectOptions& options = *parsed;
+  if (options.help) {
+    std::cout << cli::electUsage();
+    return 0;
+  }
+  if (options.version) {
+    std::cout << "singleton-elect 0.1.0\n";
+    return 0;
+  }
+
+  auto logger = spdlog::stderr_color_mt("singleton-elect");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(options.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+
+  auto config = kube::loadDefault(kube::KubeconfigOptions{options.kubeconfig, options.context});
+  if (!config.ok()) return fail(kExitUsage, config.error().message);
+  auto transport = kube::makeTransport(*config);
+  if (!transport.ok()) return fail(kExitUsage, transport.error().message);
+  const std::string ns = options.lease_namespace.empty() ? config->default_namespace : options.lease_namespace;
+
+  auto lock = std::make_shared<election::LeaseLock>(
+      *transport, election::LeaseLockOptions{ns, options.lease_name, options.identity, nlohmann::json::object()});
+
+  EventPrinter printer(options.identity);
+  std::stop_source stop_all;
+  std::atomic<int> command_status{-1};
+  std::atomic<bool> led{false};
+  std::atomic<long long> led_token{0};
+
+  election::ElectorConfig elector_config;
+  elector_config.lock = lock;
+  elector_config.lease_duration = options.lease_duration;
+  elector_config.renew_deadline = options.renew_deadline;
+  elector_config.retry_period = options.retry_period;
+  elector_config.callbacks.on_new_leader = [&](const std::string& holder, fencing::FencingToken token) {
+    printer.print("new_leader", holder, token);
+  };
+  elector_config.callbacks.on_started_leading = [&](fencing::FencingToken token, std::stop_token stop) {
+    led = true;
+    led_token = token.value();
+    printer.print("started_leading", options.identity, token);
+    if (options.command.empty()) return;
+    auto child = cli::ChildProcess::spawn(options.command, {{"SINGLETON_FENCING_TOKEN", token.str()},
+                                                            {"SINGLETON_IDENTITY", options.identity},
+                                                            {"SINGLETON_LEASE", ns + "/" + options.lease_name}});
+    if (!child.ok()) {
+      spdlog::error("{}", child.error().message);
+      command_status = 127;
+      stop_all.request_stop();
+      return;
+    }
+    spdlog::info("started command (pid {}) with fencing token {}", child->pid(), token.value());
+    if (auto status = child->waitUntilExitOr(stop)) {
+      spdlog::info("command exited with status {}; releasing the lease", *status);
+      command_status = *status;
+      stop_all.request_stop();
+      return;
+    }
+    spdlog::info("stopping command (pid {})", child->pid());
+    const int status = child->terminate(options.grace_period);
+    spdlog::info("command stopped with status {}", status);
+  };
+  elector_config.callbacks.on_stopped_leading = [&] {
+    if (led) printer.print("stopped_leading", options.identity, fencing::FencingToken(led_token));
+  };
+  auto elector = election::LeaderElector::create(elector_config);
+  if (!elector.ok()) return fail(kExitUsage, elector.error().message);
+
+  std::atomic<bool> signalled{false};
+  std::atomic<bool> done{false};
+  std::thread signal_thread([&] {
+    const timespec tick{0, 100'000'000};
+    while (!done) {
+      const int sig = sigtimedwait(&signals, nullptr, &tick);
+      if (sig == SIGTERM || sig == SIGINT) {
+        spdlog::info("received {}; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        signalled = true;
+        stop_all.request_stop();
+      }
+    }
+  });
+
+  const auto outcome = (*elector)->run(stop_all.get_token());
+  done = true;
+  signal_thread.join();
+
+  if (command_status >= 0 && !signalled) return command_status;
+  if (signalled) return 0;
+  if (outcome == election::LeaderElector::Outcome::kLostLeadership) {
+    spdlog::error("lost leadership of {}/{}", ns, options.lease_name);
+    return kExitLostLeadership;
+  }
+  return 0;
+}
