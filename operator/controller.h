@@ -1,0 +1,52 @@
+// The SingletonWorkload controller: informers on workloads, their pods, Leases and Services; a work queue; the
+// reconciler (docs/design.md). The process shell (manager) runs the informers on every replica — a standby's caches
+// are warm when it takes over — and the workers only while this replica leads.
+#pragma once
+
+#include <memory>
+#include <stop_token>
+#include <string>
+
+#include "fencing/token.h"
+#include "kube/transport.h"
+#include "operator/metrics.h"
+#include "util/clock.h"
+
+namespace singleton::op {
+
+// Decides whether this replica may write: it still leads, under this term (its own Lease's fencing token).
+class WriteGate {
+ public:
+  virtual ~WriteGate() = default;
+  virtual bool mayWrite() const = 0;
+  virtual fencing::FencingToken term() const = 0;
+};
+
+struct ControllerOptions {
+  std::string watch_namespace;  // "" = all namespaces
+  int workers = 2;
+  std::string identity;  // this operator replica, for Events' reportingInstance and logs
+};
+
+class Controller {
+ public:
+  Controller(std::shared_ptr<kube::Transport> transport, ControllerOptions options, Registry& metrics,
+             const util::Clock& clock = util::systemClock());
+  ~Controller();
+  Controller(const Controller&) = delete;
+  Controller& operator=(const Controller&) = delete;
+
+  // Runs the informers until `stop`. Call once, on its own thread.
+  void runInformers(std::stop_token stop);
+  // Every informer has delivered its first list.
+  bool synced() const;
+  // Runs `options.workers` workers until `stop`; returns after in-flight reconciles have finished. Every key is
+  // enqueued at start (a new leader re-checks every workload). May be called again after it returned.
+  void runWorkers(const WriteGate& gate, std::stop_token stop);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace singleton::op
