@@ -32,12 +32,22 @@ class Cache final : public Handler {
   std::optional<Json> get(const std::string& key) const;
   std::optional<Json> get(const std::string& ns, const std::string& name) const { return get(objectKey(ns, name)); }
   std::vector<Json> list() const;
-  std::vector<Json> listNamespace(const std::string& ns) const;
+  std::vector<Json> listNamespace(const std::string& ns) const;  // "" = the cluster-scoped objects
   std::size_t size() const;
+  // A first snapshot has arrived: until then an empty cache means "not known yet", not "none exist".
+  bool hasSynced() const;
+  // The resourceVersion of the last snapshot.
+  std::string syncResourceVersion() const;
 
  private:
+  void notify(const std::vector<Event>& events) const;
+
   mutable std::shared_mutex mutex_;
   std::map<std::string, Json> objects_;
+  bool synced_ = false;
+  std::string sync_resource_version_;
+  // Separate from mutex_ so that listeners, which run outside the write lock, may read the cache.
+  mutable std::mutex listeners_mutex_;
   std::vector<Listener> listeners_;
 };
 

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kube/client.h"
@@ -56,13 +57,36 @@ class Reflector {
   State state() const { return state_.load(); }
   bool hasSynced() const { return synced_.load(); }  // a first list has been delivered
   std::string lastResourceVersion() const;
-  int listCount() const { return lists_.load(); }
-  int watchCount() const { return watches_.load(); }
+  int listCount() const { return lists_.load(); }     // snapshots delivered to the handler
+  int watchCount() const { return watches_.load(); }  // watch requests opened
 
  private:
-  bool list(std::stop_token stop);
-  // Returns false to relist (410), true to resume watching from the last version.
-  bool watchOnce(std::stop_token stop);
+  // What the run loop does after a list or a watch.
+  enum class Next {
+    kWatch,    // (re)open the watch from the last resourceVersion
+    kRelist,   // list again at once (410 Gone: our resourceVersion is too old)
+    kBackoff,  // wait with backoff, then watch again (or list, when `relist` is set or we never listed)
+    kStop,
+  };
+  struct Outcome {
+    Outcome(Next n) : next(n) {}  // NOLINT(google-explicit-constructor)
+    Outcome(Next n, util::Error e, bool then_relist = false, const char* step = "")
+        : next(n), error(std::move(e)), relist(then_relist), what(step) {}
+
+    Next next = Next::kWatch;
+    util::Error error;      // why, for kRelist and kBackoff
+    bool relist = false;    // with kBackoff: list after the wait instead of watching
+    const char* what = "";  // the step that failed, for the log line
+  };
+
+  Outcome list(std::stop_token stop);
+  Outcome watchOnce(std::stop_token stop);
+  // One line of a watch body; kWatch means keep reading.
+  Outcome handleLine(std::string_view line);
+  Outcome handleErrorEvent(const Json& status);
+  // Waits the next backoff delay (at least the error's Retry-After). False when stopped.
+  bool waitBackoff(const Outcome& outcome, bool then_list, std::stop_token stop);
+  void setResourceVersion(std::string resource_version);
 
   kube::Client& client_;
   kube::Resource resource_;
@@ -74,6 +98,7 @@ class Reflector {
   std::atomic<bool> synced_{false};
   std::atomic<int> lists_{0};
   std::atomic<int> watches_{0};
+  std::string name_;  // "configmaps in namespace x", for logs
   mutable std::mutex mutex_;
   std::string resource_version_;
 };
