@@ -7,7 +7,7 @@ packages=(
   build-essential cmake pkg-config clang-format clang-tidy
   libcpprest-dev libboost-dev libboost-system-dev nlohmann-json3-dev libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev
-  etcd-server golang-go rsync openssl curl procps psmisc ca-certificates
+  etcd-server etcd-client golang-go golang-github-modern-go-reflect2-dev rsync openssl curl procps psmisc ca-certificates
 )
 
 missing=()

@@ -31,7 +31,7 @@ class EventPrinter {
  public:
   explicit EventPrinter(std::string identity) : identity_(std::move(identity)) {}
   void print(const char* event, const std::string& leader, fencing::FencingToken token) {
-    nlohmann::json line = {{"ts", util::formatMillisTime(util::systemClock().wallNow())},
+    nlohmann::ordered_json line = {{"ts", util::formatMillisTime(util::systemClock().wallNow())},
                            {"event", event},
                            {"identity", identity_},
                            {"leader", leader},

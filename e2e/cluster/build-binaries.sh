@@ -5,8 +5,10 @@
 set -euo pipefail
 
 version=${KUBE_SOURCE_VERSION:-1.20.2}
+# Bump when the build recipe changes, so caches built by an older recipe are not used.
+recipe=2
 cache_root=${SINGLETON_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/singleton-operator}
-bin_dir="$cache_root/kubernetes-$version/bin"
+bin_dir="$cache_root/kubernetes-$version-r$recipe/bin"
 binaries=(kube-apiserver kube-controller-manager kube-scheduler leader-election-example)
 
 have_all() { for b in "${binaries[@]}"; do [[ -x "$bin_dir/$b" ]] || return 1; done; }
@@ -15,6 +17,10 @@ if have_all; then echo "$bin_dir"; exit 0; fi
 log() { echo "build-binaries: $*" >&2; }
 work="$cache_root/kubernetes-$version/work"
 mkdir -p "$work" "$bin_dir"
+# One build at a time: a second caller waits for the first and then finds the cache filled.
+exec 9>"$cache_root/build.lock"
+flock 9
+if have_all; then echo "$bin_dir"; exit 0; fi
 src="$work/kubernetes-$version"
 
 if [[ ! -d "$src" ]]; then
@@ -45,6 +51,15 @@ fi
 export GOPATH="$src/.go" CGO_ENABLED=0 GOFLAGS= GOCACHE="$work/.gocache"
 mkdir -p "$GOPATH/src/k8s.io"
 ln -sfn "$src" "$GOPATH/src/k8s.io/kubernetes"
+
+# Kubernetes 1.20 vendors modern-go/reflect2 1.0.1, which crashes under Go >= 1.18 ("fatal error: fault" in
+# json-iterator's map encoding, e.g. on the first create of a custom resource). Debian ships 1.0.2, which works.
+reflect2=/usr/share/gocode/src/github.com/modern-go/reflect2
+[[ -d $reflect2 ]] || { log "missing $reflect2 (Debian package golang-github-modern-go-reflect2-dev; run scripts/deps.sh)"; exit 1; }
+if ! cmp -s "$reflect2/reflect2.go" "$src/vendor/github.com/modern-go/reflect2/reflect2.go"; then
+  log "replacing the vendored modern-go/reflect2 with Debian's (Go 1.18+ compatible)"
+  rsync -a --delete --exclude '*_test.go' "$reflect2/" "$src/vendor/github.com/modern-go/reflect2/"
+fi
 
 if [[ ! -x "$bin_dir/kube-apiserver" || ! -x "$bin_dir/kube-controller-manager" || ! -x "$bin_dir/kube-scheduler" ]]; then
   log "building the control plane (about 4 minutes on 2 cores the first time)"
