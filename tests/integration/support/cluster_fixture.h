@@ -44,8 +44,8 @@ class LocalCluster {
     std::string nodeMonitorGracePeriod = "10s";  // kube-controller-manager --node-monitor-grace-period
   };
 
-  // Brings a cluster up (about 5-10 s). Throws std::runtime_error if it cannot; cluster.sh has then printed the
-  // failing component's log tail to stderr.
+  // Brings a cluster up (about 5-10 s). Throws std::runtime_error if it cannot; its message holds cluster.sh's
+  // output, ending with the failing component's log tail.
   static std::unique_ptr<LocalCluster> start();
   static std::unique_ptr<LocalCluster> start(const Options& options);
 
