@@ -1,0 +1,66 @@
+// Reading fields of untrusted JSON (objects as the apiserver or a user sent them) without ever throwing: every
+// accessor answers "absent" for a missing field or one of the wrong type.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace singleton::sim {
+
+using Json = nlohmann::json;
+
+// The field, or nullptr when `object` is not an object or has no such field.
+inline const Json* field(const Json& object, const char* name) {
+  if (!object.is_object()) return nullptr;
+  const auto it = object.find(name);
+  return it == object.end() ? nullptr : &*it;
+}
+
+// A string field, or "" when absent or not a string.
+inline std::string stringField(const Json& object, const char* name) {
+  const Json* value = field(object, name);
+  return value != nullptr && value->is_string() ? value->get<std::string>() : std::string();
+}
+
+inline const Json& emptyObject() {
+  static const Json empty = Json::object();
+  return empty;
+}
+
+// The object field, or an empty object.
+inline const Json& objectField(const Json& object, const char* name) {
+  const Json* value = field(object, name);
+  return value != nullptr && value->is_object() ? *value : emptyObject();
+}
+
+inline const Json& emptyArray() {
+  static const Json empty = Json::array();
+  return empty;
+}
+
+// The array field, or an empty array.
+inline const Json& arrayField(const Json& object, const char* name) {
+  const Json* value = field(object, name);
+  return value != nullptr && value->is_array() ? *value : emptyArray();
+}
+
+inline std::string metadataString(const Json& object, const char* name) {
+  return stringField(objectField(object, "metadata"), name);
+}
+
+// metadata.annotations[name], or "" when absent.
+inline std::string annotation(const Json& object, const char* name) {
+  return stringField(objectField(objectField(object, "metadata"), "annotations"), name);
+}
+
+// The element of an array of objects whose "type" is `type` (conditions), or nullptr.
+inline const Json* findByType(const Json& array, const std::string& type) {
+  if (!array.is_array()) return nullptr;
+  for (const Json& item : array) {
+    if (stringField(item, "type") == type) return &item;
+  }
+  return nullptr;
+}
+
+}  // namespace singleton::sim

@@ -1,0 +1,111 @@
+// singleton-sim-kubelet: a simulated kubelet (what KWOK does) for a control plane without container runtime.
+// See --help and README.md.
+#include <signal.h>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <iostream>
+#include <set>
+#include <thread>
+
+#include "kube/client.h"
+#include "kube/config.h"
+#include "node_agent.h"
+#include "options.h"
+#include "pod_agent.h"
+
+namespace {
+
+using namespace singleton;
+
+constexpr int kExitUsage = 2;
+
+int fail(int code, const std::string& message) {
+  std::cerr << "singleton-sim-kubelet: " << message << std::endl;
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Termination signals are taken by one thread with sigwait; block them before any other thread exists.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto parsed = sim::parseOptions(std::vector<std::string>(argv + 1, argv + argc));
+  if (!parsed.ok()) return fail(kExitUsage, parsed.error().message);
+  const sim::Options& options = *parsed;
+  if (options.help) {
+    std::cout << sim::usage();
+    return 0;
+  }
+
+  auto logger = spdlog::stderr_color_mt("singleton-sim-kubelet");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(options.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+
+  auto config = kube::loadDefault(kube::KubeconfigOptions{options.kubeconfig, ""});
+  if (!config.ok()) return fail(kExitUsage, config.error().message);
+  // I/O threads serve the workers' requests, the heartbeats and two watches concurrently.
+  auto transport = kube::makeTransport(*config, kube::TransportOptions{std::max(2, options.workers)});
+  if (!transport.ok()) return fail(kExitUsage, transport.error().message);
+  kube::ClientOptions client_options;
+  client_options.user_agent = "singleton-sim-kubelet/0.1";
+  kube::Client client(*transport, client_options);
+
+  std::vector<std::string> names;
+  for (int i = 0; i < options.nodes; ++i) names.push_back(options.node_prefix + std::to_string(i));
+  sim::NodeAgent nodes(client, {names, options.heartbeat});
+  sim::PodAgent pods(client, {std::set<std::string>(names.begin(), names.end()), options.ready_delay, options.workers},
+                     [&nodes](const std::string& node) { return nodes.stopped(node); });
+  nodes.setResumeListener([&pods](const std::string& node) { pods.resyncNode(node); });
+  spdlog::info("starting: {} node(s) named {}N on {}, heartbeat {} ms, ready delay {} ms, {} workers", options.nodes,
+               options.node_prefix, config->server, options.heartbeat.count(), options.ready_delay.count(),
+               options.workers);
+
+  std::stop_source stop_all;
+  std::jthread node_thread([&] { nodes.run(stop_all.get_token()); });
+  std::jthread pod_thread([&] {
+    // Pods wait for the nodes: until the node watch has synced we cannot tell which nodes are stopped.
+    const util::Clock& clock = util::systemClock();
+    while (!nodes.ready()) {
+      if (!clock.sleepFor(util::Millis(5), stop_all.get_token())) return;
+    }
+    pods.run(stop_all.get_token());
+  });
+  std::jthread ready_log([&] {
+    const util::Clock& clock = util::systemClock();
+    while (!(nodes.ready() && pods.synced())) {
+      if (!clock.sleepFor(util::Millis(5), stop_all.get_token())) return;
+    }
+    spdlog::info("ready: nodes registered, watching pods");
+  });
+
+  for (;;) {
+    const int sig = sigwaitinfo(&signals, nullptr);
+    if (sig == SIGTERM || sig == SIGINT) {
+      spdlog::info("received {}; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      break;
+    }
+  }
+  stop_all.request_stop();
+  node_thread.join();
+  pod_thread.join();
+  ready_log.join();
+  const sim::PodAgentStats& stats = pods.stats();
+  const long long writes = stats.status_writes.load();
+  spdlog::info(
+      "stopped: {} pod status writes (mean {:.1f} ms, max {:.1f} ms after the event), {} deletions, {} "
+      "conflicts, {} retried errors, {} events needing no write",
+      writes, writes > 0 ? stats.latency_us_total.load() / 1000.0 / static_cast<double>(writes) : 0.0,
+      stats.latency_us_max.load() / 1000.0, stats.deletes.load(), stats.conflicts.load(), stats.errors.load(),
+      stats.skipped.load());
+  return 0;
+}

@@ -1,0 +1,27 @@
+// singleton-sim-kubelet's command line, parsed in one place so its contract can be tested.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "util/clock.h"
+#include "util/result.h"
+
+namespace singleton::sim {
+
+struct Options {
+  std::string kubeconfig;                 // empty: $KUBECONFIG, then in-cluster, then ~/.kube/config
+  int nodes = 1;                          // how many Nodes this process plays
+  std::string node_prefix = "sim-node-";  // node i is named <prefix><i>
+  util::Millis heartbeat{2'000};          // node status and Lease renewal interval
+  util::Millis ready_delay{0};            // a started pod turns Ready this long after it is Running
+  int workers = 4;                        // threads writing pod status (the bulk of the API load)
+  std::string log_level = "info";
+  bool help = false;
+};
+
+// Accepts "--flag value" and "--flag=value". An error is one readable line.
+util::Result<Options> parseOptions(const std::vector<std::string>& args);
+std::string usage();
+
+}  // namespace singleton::sim

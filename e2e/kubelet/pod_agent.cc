@@ -1,0 +1,222 @@
+#include "pod_agent.h"
+
+#include <exception>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+namespace singleton::sim {
+namespace {
+
+using util::ErrorCode;
+
+// A status write that meets a Conflict is re-planned on the pod as read afresh this many times before the key
+// goes back to the queue with backoff.
+constexpr int kWriteAttempts = 4;
+
+std::string nodeNameOf(const Json& pod) { return stringField(objectField(pod, "spec"), "nodeName"); }
+
+}  // namespace
+
+PodAgent::PodAgent(kube::Client& client, Config config, NodeStopped node_stopped, const util::Clock& clock)
+    : client_(client),
+      config_(std::move(config)),
+      node_stopped_(std::move(node_stopped)),
+      clock_(clock),
+      queue_(clock) {
+  cache_.addListener([this](const watch::Event& event) { onPodEvent(event); });
+}
+
+void PodAgent::run(std::stop_token stop) {
+  watch::ReflectorOptions options;
+  // Only bound pods; those of other nodes are dropped by the listener, but their IPs are noted.
+  options.field_selector = "spec.nodeName!=";
+  options.transform = [](Json& pod) {
+    if (pod.is_object() && pod["metadata"].is_object()) pod["metadata"].erase("managedFields");
+  };
+  watch::Reflector reflector(client_, kube::kPods, options, cache_, clock_);
+  {
+    std::vector<std::jthread> workers;
+    for (int i = 0; i < config_.workers; ++i) workers.emplace_back([this, stop] { work(stop); });
+    reflector.run(stop);
+  }  // the workers see `stop` too and are joined here
+}
+
+void PodAgent::onPodEvent(const watch::Event& event) {
+  const Json& pod = event.object;
+  const std::string uid = metadataString(pod, "uid");
+  const std::string ip = podIp(pod);
+  const std::string key = watch::objectKey(pod);
+  if (event.type == watch::EventType::kDeleted) {
+    ips_.release(uid, ip);
+    std::lock_guard lock(mutex_);
+    first_seen_.erase(uid);
+    seen_at_.erase(key);
+    return;
+  }
+  if (!ip.empty()) ips_.markUsed(ip);
+  if (!config_.nodes.contains(nodeNameOf(pod))) return;
+  {
+    std::lock_guard lock(mutex_);
+    seen_at_.try_emplace(key, clock_.now());
+  }
+  queue_.add(key);
+}
+
+void PodAgent::resyncNode(const std::string& node) {
+  int count = 0;
+  for (const Json& pod : cache_.list()) {
+    if (nodeNameOf(pod) != node) continue;
+    queue_.add(watch::objectKey(pod));
+    ++count;
+  }
+  spdlog::info("node {}: resyncing {} pod(s)", node, count);
+}
+
+void PodAgent::work(std::stop_token stop) {
+  while (std::optional<std::string> key = queue_.get(stop)) {
+    Outcome outcome = Outcome::kRetry;
+    try {
+      outcome = process(*key);
+    } catch (const std::exception& e) {
+      // Nothing here should throw; if something does, the pod is retried rather than the process lost.
+      spdlog::error("pod {}: unexpected failure: {}", *key, e.what());
+    }
+    if (outcome == Outcome::kRetry) {
+      ++stats_.errors;
+      queue_.retry(*key);
+    } else {
+      queue_.forget(*key);
+    }
+    queue_.done(*key);
+  }
+}
+
+util::Millis PodAgent::readyDelayLeft(const Json& pod) {
+  if (config_.ready_delay <= util::Millis(0)) return util::Millis(0);
+  const util::MonoTime now = clock_.now();
+  std::lock_guard lock(mutex_);
+  // A pod already started before we saw it (we restarted) has waited long enough.
+  auto [it, inserted] =
+      first_seen_.try_emplace(metadataString(pod, "uid"), podStarted(pod) ? now - config_.ready_delay : now);
+  const auto left = std::chrono::duration_cast<util::Millis>(it->second + config_.ready_delay - now);
+  return std::max(left, util::Millis(0));
+}
+
+PodFacts PodAgent::factsFor(const Json& pod, util::Millis delay_left) {
+  PodFacts facts;
+  facts.now = clock_.wallNow();
+  facts.host_ip = config_.host_ip;
+  facts.ready_delay_elapsed = delay_left <= util::Millis(0);
+  if (podIp(pod).empty() && !hostNetwork(pod)) facts.pod_ip = ips_.assign(metadataString(pod, "uid"));
+  return facts;
+}
+
+PodAgent::Outcome PodAgent::process(const std::string& key) {
+  std::optional<util::MonoTime> seen_at;
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = seen_at_.find(key); it != seen_at_.end()) {
+      seen_at = it->second;
+      seen_at_.erase(it);
+    }
+  }
+  std::optional<Json> pod = cache_.get(key);
+  if (!pod) return Outcome::kDone;
+  const std::string node = nodeNameOf(*pod);
+  // A stopped node plays a lost one: its kubelet writes nothing until it is back (then resyncNode).
+  if (!config_.nodes.contains(node) || node_stopped_(node)) return Outcome::kDone;
+
+  const util::Millis delay_left = readyDelayLeft(*pod);
+  const PodPlan plan = planPod(*pod, factsFor(*pod, delay_left));
+  Outcome outcome = Outcome::kDone;
+  switch (plan.action) {
+    case PodPlan::Action::kNothing:
+      ++stats_.skipped;
+      break;
+    case PodPlan::Action::kDelete:
+      outcome = finishDeletion(key, *pod);
+      break;
+    case PodPlan::Action::kWriteStatus:
+      outcome = writeStatus(key, std::move(*pod), seen_at);
+      break;
+  }
+  if (delay_left > util::Millis(0)) queue_.addAfter(key, delay_left);
+  return outcome;
+}
+
+PodAgent::Outcome PodAgent::writeStatus(const std::string& key, Json pod, std::optional<util::MonoTime> seen_at) {
+  for (int attempt = 1; attempt <= kWriteAttempts; ++attempt) {
+    const PodPlan plan = planPod(pod, factsFor(pod, readyDelayLeft(pod)));
+    if (plan.action == PodPlan::Action::kDelete) return finishDeletion(key, pod);
+    if (plan.action != PodPlan::Action::kWriteStatus) return Outcome::kDone;
+    if (plan.status.value("podIP", "").empty()) {
+      spdlog::error("pod {}: no free pod IP in 10.244.0.0/16", key);
+      return Outcome::kRetry;
+    }
+    const std::string ns = metadataString(pod, "namespace");
+    const std::string name = metadataString(pod, "name");
+    // The resourceVersion makes the patch a compare-and-swap, so we never overwrite a condition another writer
+    // (the node-lifecycle controller) set after the version we planned on.
+    const Json patch = {{"metadata", {{"resourceVersion", metadataString(pod, "resourceVersion")}}},
+                        {"status", plan.status}};
+    auto written = client_.mergePatch(kube::kPods, ns, name, patch, "status");
+    if (written.ok()) {
+      ++stats_.status_writes;
+      if (seen_at) {
+        const auto latency = std::chrono::duration_cast<std::chrono::microseconds>(clock_.now() - *seen_at);
+        stats_.latency_us_total += latency.count();
+        long long max = stats_.latency_us_max.load();
+        while (latency.count() > max && !stats_.latency_us_max.compare_exchange_weak(max, latency.count())) {
+        }
+        spdlog::debug("pod {}: {} ({:.1f} ms after its event)", key, plan.what, latency.count() / 1000.0);
+      } else {
+        spdlog::debug("pod {}: {}", key, plan.what);
+      }
+      return Outcome::kDone;
+    }
+    const util::Error& error = written.error();
+    if (error.code == ErrorCode::kNotFound) return Outcome::kDone;
+    if (error.code != ErrorCode::kConflict) {
+      spdlog::warn("pod {}: status write failed: {}; retrying", key, error.describe());
+      return Outcome::kRetry;
+    }
+    // Someone wrote first: decide again on the pod as it is now rather than wait for the watch to catch up.
+    ++stats_.conflicts;
+    auto fresh = client_.get(kube::kPods, ns, name);
+    if (!fresh.ok()) {
+      if (fresh.error().code == ErrorCode::kNotFound) return Outcome::kDone;
+      spdlog::warn("pod {}: re-reading after a conflict failed: {}; retrying", key, fresh.error().describe());
+      return Outcome::kRetry;
+    }
+    pod = std::move(*fresh);
+    pod["metadata"].erase("managedFields");
+    const std::string node = nodeNameOf(pod);
+    if (!config_.nodes.contains(node) || node_stopped_(node)) return Outcome::kDone;
+  }
+  spdlog::warn("pod {}: status write kept conflicting; retrying later", key);
+  return Outcome::kRetry;
+}
+
+PodAgent::Outcome PodAgent::finishDeletion(const std::string& key, const Json& pod) {
+  kube::DeleteOptions options;
+  options.grace_period_seconds = 0;
+  // Only this incarnation: a pod created again under the same name (a StatefulSet's) is not ours to delete.
+  options.precondition_uid = metadataString(pod, "uid");
+  const util::Status removed =
+      client_.remove(kube::kPods, metadataString(pod, "namespace"), metadataString(pod, "name"), options);
+  if (removed.ok()) {
+    ++stats_.deletes;
+    spdlog::debug("pod {}: deletion finished", key);
+    return Outcome::kDone;
+  }
+  const ErrorCode code = removed.error().code;
+  // Gone already, or another incarnation (the uid precondition failed): nothing left to do.
+  if (code == ErrorCode::kNotFound || code == ErrorCode::kConflict) return Outcome::kDone;
+  spdlog::warn("pod {}: finishing deletion failed: {}; retrying", key, removed.error().describe());
+  return Outcome::kRetry;
+}
+
+}  // namespace singleton::sim

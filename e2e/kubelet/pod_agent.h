@@ -1,0 +1,84 @@
+// Plays the kubelet's part for the pods bound to our nodes: a watch (Reflector + Cache) of all bound pods feeds a
+// de-duplicating work queue at once, and a small pool of workers brings each pod to the state planPod() asks for,
+// with one status write (or one delete) per change. Pods already as they should be cost no write.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <stop_token>
+#include <string>
+
+#include "ip_pool.h"
+#include "kube/client.h"
+#include "pod_status.h"
+#include "util/clock.h"
+#include "watch/cache.h"
+#include "work_queue.h"
+
+namespace singleton::sim {
+
+struct PodAgentStats {
+  std::atomic<long long> status_writes{0};
+  std::atomic<long long> deletes{0};
+  std::atomic<long long> conflicts{0};
+  std::atomic<long long> errors{0};
+  std::atomic<long long> skipped{0};  // events that needed no write
+  // From the watch event that made a status write necessary to the write's answer.
+  std::atomic<long long> latency_us_total{0};
+  std::atomic<long long> latency_us_max{0};
+};
+
+class PodAgent {
+ public:
+  struct Config {
+    std::set<std::string> nodes;
+    util::Millis ready_delay{0};
+    int workers = 4;
+    std::string host_ip = "127.0.0.1";
+  };
+  using NodeStopped = std::function<bool(const std::string& node)>;
+
+  PodAgent(kube::Client& client, Config config, NodeStopped node_stopped,
+           const util::Clock& clock = util::systemClock());
+
+  // Watches and works until `stop`. Never throws; API errors are retried with backoff.
+  void run(std::stop_token stop);
+  // Brings every pod on `node` up to date again (its heartbeat resumed). Thread-safe.
+  void resyncNode(const std::string& node);
+  bool synced() const { return cache_.hasSynced(); }
+  const PodAgentStats& stats() const { return stats_; }
+
+ private:
+  // What a worker did with a key; kRetry puts it back with backoff.
+  enum class Outcome { kDone, kRetry };
+
+  void onPodEvent(const watch::Event& event);
+  void work(std::stop_token stop);
+  Outcome process(const std::string& key);
+  Outcome writeStatus(const std::string& key, Json pod, std::optional<util::MonoTime> seen_at);
+  Outcome finishDeletion(const std::string& key, const Json& pod);
+  // How much longer --ready-delay holds the pod's readiness back (zero when it may be Ready).
+  util::Millis readyDelayLeft(const Json& pod);
+  PodFacts factsFor(const Json& pod, util::Millis delay_left);
+
+  kube::Client& client_;
+  Config config_;
+  NodeStopped node_stopped_;
+  const util::Clock& clock_;
+  watch::Cache cache_;
+  WorkQueue queue_;
+  IpPool ips_;
+  PodAgentStats stats_;
+
+  std::mutex mutex_;
+  // When we first saw each pod (by uid) on our node, for --ready-delay.
+  std::map<std::string, util::MonoTime> first_seen_;
+  // When the event that queued each key arrived, for the latency figures.
+  std::map<std::string, util::MonoTime> seen_at_;
+};
+
+}  // namespace singleton::sim
