@@ -20,7 +20,8 @@ struct HttpRequest {
   std::string path;  // path and query, e.g. "/api/v1/namespaces/default/pods?labelSelector=a%3Db"
   std::string body;
   std::string content_type = "application/json";
-  std::chrono::milliseconds timeout{30'000};  // for streams: the longest silence tolerated between chunks
+  std::chrono::milliseconds timeout{30'000};        // for streams: the longest silence tolerated between chunks
+  std::map<std::string, std::string> headers = {};  // extra headers (User-Agent, Accept); the transport adds auth
 };
 
 struct HttpResponse {

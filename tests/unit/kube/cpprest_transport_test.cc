@@ -1,0 +1,405 @@
+// The production transport against a local server: TLS trust and client certificates, the readable TLS errors,
+// connection reuse, deadlines, cancellation, and streams delivered as they arrive on a two-thread I/O pool.
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <future>
+
+#include "kube/client.h"
+#include "kube/cpprest_transport.h"
+#include "tests/unit/kube/test_files.h"
+#include "tests/unit/kube/test_tls_server.h"
+
+namespace singleton::kube {
+namespace {
+
+using testing::Identity;
+using testing::TestConnection;
+using testing::TestPki;
+using testing::TestRequest;
+using testing::TestServer;
+using util::ErrorCode;
+using namespace std::chrono_literals;
+
+// The pool is process-wide and sized once; every test here runs on two I/O threads.
+constexpr int kIoThreads = 2;
+
+struct Pki {
+  Identity ca = TestPki::makeCa("test-ca");
+  Identity other_ca = TestPki::makeCa("other-ca");
+  Identity server = TestPki::makeLeaf("kube-apiserver", ca, "IP:127.0.0.1,DNS:kubernetes.default");
+  Identity client = TestPki::makeLeaf("tester", ca, "");
+};
+
+const Pki& pki() {
+  static const Pki instance;
+  return instance;
+}
+
+HttpRequest get(const std::string& path, std::chrono::milliseconds timeout = 5s) {
+  HttpRequest request;
+  request.path = path;
+  request.timeout = timeout;
+  return request;
+}
+
+class TransportTest : public ::testing::Test {
+ protected:
+  ClusterConfig configFor(const TestServer& server) const {
+    ClusterConfig config;
+    config.server = server.url();
+    config.ca_pem = pki().ca.cert_pem;
+    config.ca_origin = "file /etc/test/ca.crt";
+    config.origin = "test";
+    return config;
+  }
+
+  std::shared_ptr<Transport> make(const ClusterConfig& config) {
+    auto transport = makeTransport(config, {kIoThreads});
+    EXPECT_TRUE(transport.ok()) << transport.error().describe();
+    return transport.ok() ? *transport : nullptr;
+  }
+
+  static void echo(const TestRequest& request, TestConnection& connection) {
+    nlohmann::json answer = {{"method", request.method}, {"path", request.path}, {"body", request.body}};
+    for (const auto& [name, value] : request.headers) answer["headers"][name] = value;
+    connection.respond(200, answer.dump(), {{"X-Test", "yes"}});
+  }
+};
+
+TEST_F(TransportTest, PoolIsSizedOnce) {
+  ClusterConfig config;
+  config.server = "https://127.0.0.1:1";
+  ASSERT_TRUE(makeTransport(config, {kIoThreads}).ok());
+  EXPECT_EQ(detail::initializeIoThreads(7), kIoThreads);  // later sizes are ignored
+}
+
+TEST_F(TransportTest, TlsWithOurCaSendsTokenUserAgentAndBody) {
+  TestServer server({&pki().server}, echo);
+  ClusterConfig config = configFor(server);
+  config.token = std::make_shared<StaticTokenSource>("secret-token");
+  auto transport = make(config);
+  ASSERT_TRUE(transport);
+
+  HttpRequest request = get("/api/v1/namespaces/a%20b/pods?labelSelector=x%3Dy");
+  request.method = "PUT";
+  request.body = R"({"a":1})";
+  request.content_type = "application/merge-patch+json";
+  request.headers["User-Agent"] = "singleton-test/1";
+  auto answer = transport->send(request);
+  ASSERT_TRUE(answer.ok()) << answer.error().describe();
+  EXPECT_EQ(answer->status, 200);
+  EXPECT_EQ(answer->headers["x-test"], "yes");
+  const auto echoed = nlohmann::json::parse(answer->body);
+  EXPECT_EQ(echoed["method"], "PUT");
+  EXPECT_EQ(echoed["path"], "/api/v1/namespaces/a%20b/pods?labelSelector=x%3Dy");
+  EXPECT_EQ(echoed["body"], R"({"a":1})");
+  EXPECT_EQ(echoed["headers"]["authorization"], "Bearer secret-token");
+  EXPECT_EQ(echoed["headers"]["user-agent"], "singleton-test/1");
+  EXPECT_EQ(echoed["headers"]["content-type"], "application/merge-patch+json");
+  EXPECT_EQ(echoed["headers"]["accept"], "application/json");
+  EXPECT_EQ(transport->describe(), server.url());
+}
+
+TEST_F(TransportTest, ReusesConnections) {
+  TestServer server({&pki().server}, echo);
+  auto transport = make(configFor(server));
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(transport->send(get("/x")).ok());
+  // cpprest pools a connection only once its request context is destroyed on an I/O thread, which can be a moment
+  // after send() has the answer; the next request may then open a second one. Never more.
+  EXPECT_LE(server.connections(), 2);
+}
+
+TEST_F(TransportTest, TokenIsReadForEveryRequest) {
+  TestServer server({&pki().server}, echo);
+  testing::TempDir dir;
+  const std::string token_file = dir.write("token", "one");
+  ClusterConfig config = configFor(server);
+  config.token = std::make_shared<FileTokenSource>(token_file);
+  auto transport = make(config);
+  auto first = transport->send(get("/x"));
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(nlohmann::json::parse(first->body)["headers"]["authorization"], "Bearer one");
+  dir.write("token", "two-rotated");
+  auto second = transport->send(get("/x"));
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(nlohmann::json::parse(second->body)["headers"]["authorization"], "Bearer two-rotated");
+}
+
+TEST_F(TransportTest, WrongCaFailsWithAReadableMessage) {
+  TestServer server({&pki().server}, echo);
+  ClusterConfig config = configFor(server);
+  config.ca_pem = pki().other_ca.cert_pem;
+  config.ca_origin = "file /home/me/.kube/wrong-ca.crt";
+  auto transport = make(config);
+  auto answer = transport->send(get("/x"));
+  ASSERT_FALSE(answer.ok());
+  EXPECT_EQ(answer.error().code, ErrorCode::kNetwork);
+  const std::string& message = answer.error().message;
+  EXPECT_NE(message.find("TLS with " + server.url() + " failed: certificate verify failed"), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("file /home/me/.kube/wrong-ca.crt"), std::string::npos) << message;
+  EXPECT_NE(message.find("local issuer"), std::string::npos) << message;  // OpenSSL's own reason
+}
+
+TEST_F(TransportTest, SystemCasAreNotTrustedWhenACaIsGiven) {
+  // The server's CA is in no system store either way; this checks the message names what was trusted.
+  TestServer server({&pki().server}, echo);
+  ClusterConfig config = configFor(server);
+  config.ca_pem.clear();
+  config.ca_origin.clear();
+  auto answer = make(config)->send(get("/x"));
+  ASSERT_FALSE(answer.ok());
+  EXPECT_NE(answer.error().message.find("trusting the system CAs"), std::string::npos) << answer.error().message;
+}
+
+TEST_F(TransportTest, HostNameMismatchIsExplained) {
+  const Identity elsewhere = TestPki::makeLeaf("elsewhere", pki().ca, "DNS:elsewhere.example");
+  TestServer server({&elsewhere}, echo);
+  auto answer = make(configFor(server))->send(get("/x"));
+  ASSERT_FALSE(answer.ok());
+  EXPECT_NE(answer.error().message.find("not valid for \"127.0.0.1\" (it names DNS:elsewhere.example)"),
+            std::string::npos)
+      << answer.error().message;
+}
+
+TEST_F(TransportTest, TlsServerNameOverridesTheNameChecked) {
+  const Identity elsewhere = TestPki::makeLeaf("elsewhere", pki().ca, "DNS:elsewhere.example");
+  TestServer server({&elsewhere}, echo);
+  ClusterConfig config = configFor(server);
+  config.tls_server_name = "elsewhere.example";
+  auto answer = make(config)->send(get("/x"));
+  ASSERT_TRUE(answer.ok()) << answer.error().describe();
+}
+
+TEST_F(TransportTest, InsecureSkipVerifyAcceptsAnyCertificate) {
+  TestServer server({&pki().server}, echo);
+  ClusterConfig config = configFor(server);
+  config.ca_pem.clear();
+  config.insecure_skip_tls_verify = true;
+  ASSERT_TRUE(make(config)->send(get("/x")).ok());
+}
+
+TEST_F(TransportTest, ClientCertificate) {
+  TestServer server({&pki().server, &pki().ca}, echo);
+  ClusterConfig config = configFor(server);
+  config.client_cert_pem = pki().client.cert_pem;
+  config.client_key_pem = pki().client.key_pem;
+  auto answer = make(config)->send(get("/x"));
+  ASSERT_TRUE(answer.ok()) << answer.error().describe();
+
+  // With TLS 1.3 the server refuses after the client's side of the handshake is done, so this shows up as a TLS
+  // alert or as a reset connection, depending on timing.
+  auto refused = make(configFor(server))->send(get("/x"));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kNetwork) << refused.error().describe();
+}
+
+TEST_F(TransportTest, UnreadableTlsMaterialIsRefusedUpFront) {
+  ClusterConfig config;
+  config.server = "https://127.0.0.1:1";
+  config.origin = "kubeconfig /k";
+  config.ca_pem = "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n";
+  config.ca_origin = "file /x/ca.crt";
+  auto transport = makeTransport(config, {kIoThreads});
+  ASSERT_FALSE(transport.ok());
+  EXPECT_EQ(transport.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(transport.error().message.find("CA bundle from file /x/ca.crt"), std::string::npos)
+      << transport.error().message;
+
+  config.ca_pem.clear();
+  config.client_cert_pem = pki().client.cert_pem;
+  config.client_key_pem = pki().server.key_pem;  // someone else's key
+  transport = makeTransport(config, {kIoThreads});
+  ASSERT_FALSE(transport.ok());
+  EXPECT_EQ(transport.error().message, "client key from kubeconfig /k: does not belong to the client certificate");
+
+  config.client_key_pem = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+  EXPECT_FALSE(makeTransport(config, {kIoThreads}).ok());
+
+  config = {};
+  config.server = "not a url";
+  EXPECT_FALSE(makeTransport(config, {kIoThreads}).ok());
+}
+
+TEST_F(TransportTest, ConnectionRefused) {
+  int port;
+  {
+    TestServer server({}, echo);
+    port = server.port();
+  }
+  ClusterConfig config;
+  config.server = "http://127.0.0.1:" + std::to_string(port);
+  auto answer = make(config)->send(get("/x"));
+  ASSERT_FALSE(answer.ok());
+  EXPECT_EQ(answer.error().code, ErrorCode::kNetwork);
+  EXPECT_TRUE(answer.error().retryable());
+}
+
+TEST_F(TransportTest, SendDeadline) {
+  TestServer server({&pki().server},
+                    [](const TestRequest&, TestConnection& connection) { connection.waitForPeerClose(5s); });
+  auto transport = make(configFor(server));
+  const auto start = std::chrono::steady_clock::now();
+  auto answer = transport->send(get("/slow", 300ms));
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(answer.ok());
+  EXPECT_EQ(answer.error().code, ErrorCode::kTimeout);
+  EXPECT_NE(answer.error().message.find("no answer within 0.3s"), std::string::npos) << answer.error().message;
+  EXPECT_GE(took, 300ms);
+  EXPECT_LT(took, 2s);
+}
+
+TEST_F(TransportTest, SendCancel) {
+  TestServer server({&pki().server},
+                    [](const TestRequest&, TestConnection& connection) { connection.waitForPeerClose(5s); });
+  auto transport = make(configFor(server));
+  std::stop_source stop;
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(100ms);
+    stop.request_stop();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  auto answer = transport->send(get("/slow", 10s), stop.get_token());
+  canceller.join();
+  ASSERT_FALSE(answer.ok());
+  EXPECT_EQ(answer.error().code, ErrorCode::kCancelled);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}
+
+TEST_F(TransportTest, StreamDeliversEachChunkBeforeTheNextIsSent) {
+  std::mutex mutex;
+  std::condition_variable cv;
+  int delivered = 0;
+  TestServer server({&pki().server}, [&](const TestRequest&, TestConnection& connection) {
+    connection.startChunked();
+    for (int i = 1; i <= 3; ++i) {
+      connection.chunk("{\"n\":" + std::to_string(i) + "}\n");
+      // The next piece goes out only once the client has seen this one: a transport that buffered would hang.
+      std::unique_lock lock(mutex);
+      if (!cv.wait_for(lock, 3s, [&] { return delivered >= i; })) return;
+    }
+    connection.endChunked();
+  });
+  auto transport = make(configFor(server));
+  std::string received;
+  auto answer = transport->stream(get("/watch", 10s),
+                                  [&](std::string_view chunk) {
+                                    received += chunk;
+                                    std::lock_guard guard(mutex);
+                                    delivered = static_cast<int>(std::count(received.begin(), received.end(), '\n'));
+                                    cv.notify_all();
+                                  },
+                                  {});
+  ASSERT_TRUE(answer.ok()) << answer.error().describe();
+  EXPECT_EQ(answer->status, 200);
+  EXPECT_EQ(answer->body, "");
+  EXPECT_EQ(received, "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n");
+}
+
+TEST_F(TransportTest, StreamErrorStatusReturnsTheBody) {
+  TestServer server({&pki().server}, [](const TestRequest&, TestConnection& connection) {
+    connection.respond(410, R"({"kind":"Status","reason":"Expired","code":410})");
+  });
+  bool called = false;
+  auto answer = make(configFor(server))->stream(get("/watch"), [&](std::string_view) { called = true; }, {});
+  ASSERT_TRUE(answer.ok()) << answer.error().describe();
+  EXPECT_EQ(answer->status, 410);
+  EXPECT_EQ(classifyResponse(*answer).code, ErrorCode::kGone);
+  EXPECT_FALSE(called);
+}
+
+TEST_F(TransportTest, StreamSilenceTimesOut) {
+  TestServer server({&pki().server}, [](const TestRequest&, TestConnection& connection) {
+    connection.startChunked();
+    connection.chunk("first\n");
+    connection.waitForPeerClose(5s);
+  });
+  std::string received;
+  const auto start = std::chrono::steady_clock::now();
+  auto answer = make(configFor(server))->stream(get("/watch", 400ms), [&](std::string_view c) { received += c; }, {});
+  ASSERT_FALSE(answer.ok());
+  EXPECT_EQ(answer.error().code, ErrorCode::kTimeout) << answer.error().describe();
+  EXPECT_EQ(received, "first\n");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+}
+
+TEST_F(TransportTest, StreamStopClosesTheConnection) {
+  std::promise<bool> peer_closed;
+  TestServer server({&pki().server}, [&](const TestRequest&, TestConnection& connection) {
+    connection.startChunked();
+    connection.chunk("hello\n");
+    peer_closed.set_value(connection.waitForPeerClose(5s));
+  });
+  std::stop_source stop;
+  auto answer = make(configFor(server))
+                    ->stream(
+                        get("/watch", 10s), [&](std::string_view) { stop.request_stop(); }, stop.get_token());
+  ASSERT_FALSE(answer.ok());
+  EXPECT_EQ(answer.error().code, ErrorCode::kCancelled);
+  auto closed = peer_closed.get_future();
+  ASSERT_EQ(closed.wait_for(3s), std::future_status::ready);
+  EXPECT_TRUE(closed.get());
+}
+
+TEST_F(TransportTest, ServerDroppingTheStreamIsANetworkError) {
+  TestServer server({}, [](const TestRequest&, TestConnection& connection) {
+    connection.startChunked();
+    connection.chunk("partial");
+    connection.write("zz\r\n");  // not a chunk header: the body is broken
+  });
+  ClusterConfig config;
+  config.server = server.url();
+  auto answer = make(config)->stream(get("/watch"), [](std::string_view) {}, {});
+  ASSERT_FALSE(answer.ok());
+  EXPECT_EQ(answer.error().code, ErrorCode::kNetwork) << answer.error().describe();
+}
+
+// Two watches held open and requests in parallel, all on the two-thread pool: nothing here may wait for a free
+// I/O thread (the transport never blocks one).
+TEST_F(TransportTest, TwoWatchesAndConcurrentRequestsOnTwoIoThreads) {
+  TestServer server({&pki().server}, [](const TestRequest& request, TestConnection& connection) {
+    if (request.path != "/watch") return echo(request, connection);
+    connection.startChunked();
+    for (int i = 0; i < 200; ++i) {
+      if (!connection.chunk("tick\n")) return;
+      if (connection.waitForPeerClose(20ms)) return;
+    }
+    connection.endChunked();
+  });
+  auto transport = make(configFor(server));
+  std::stop_source stop;
+  std::atomic<int> ticks[2] = {0, 0};
+  std::vector<std::thread> watchers;
+  for (int w = 0; w < 2; ++w) {
+    watchers.emplace_back([&, w] {
+      auto ended = transport->stream(
+          get("/watch", 10s), [&](std::string_view) { ++ticks[w]; }, stop.get_token());
+      EXPECT_FALSE(ended.ok());
+    });
+  }
+  while (ticks[0] == 0 || ticks[1] == 0) std::this_thread::sleep_for(5ms);
+
+  std::atomic<int> succeeded{0};
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> senders;
+  for (int s = 0; s < 3; ++s) {
+    senders.emplace_back([&] {
+      for (int i = 0; i < 20; ++i) {
+        if (transport->send(get("/x", 2s)).ok()) ++succeeded;
+      }
+    });
+  }
+  for (auto& sender : senders) sender.join();
+  const auto took = std::chrono::steady_clock::now() - start;
+  const int ticks_before = ticks[0] + ticks[1];
+  std::this_thread::sleep_for(100ms);
+  EXPECT_GT(ticks[0] + ticks[1], ticks_before);  // the watches kept flowing throughout
+  stop.request_stop();
+  for (auto& watcher : watchers) watcher.join();
+  EXPECT_EQ(succeeded, 60);
+  EXPECT_LT(took, 5s);
+}
+
+}  // namespace
+}  // namespace singleton::kube
