@@ -51,7 +51,8 @@ class Reflector {
   Reflector(kube::Client& client, kube::Resource resource, ReflectorOptions options, Handler& handler,
             const util::Clock& clock = util::systemClock());
 
-  // Runs until `stop` is requested. Never throws; every failure is retried with backoff.
+  // Runs until `stop` is requested. Never throws; every failure is retried with backoff. May be called again after
+  // it returned: once synced it resumes watching from the last version (and relists if that is too old by then).
   void run(std::stop_token stop);
 
   State state() const { return state_.load(); }
