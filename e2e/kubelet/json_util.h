@@ -63,4 +63,12 @@ inline const Json* findByType(const Json& array, const std::string& type) {
   return nullptr;
 }
 
+// Drops metadata.managedFields (server-side apply bookkeeping, often the larger part of a small object), which we
+// never read: a cache of thousands of pods is that much smaller. Anything that is not an object is left alone.
+inline void stripManagedFields(Json& object) {
+  if (!object.is_object()) return;
+  const auto metadata = object.find("metadata");
+  if (metadata != object.end() && metadata->is_object()) metadata->erase("managedFields");
+}
+
 }  // namespace singleton::sim

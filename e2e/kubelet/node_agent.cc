@@ -45,9 +45,7 @@ void NodeAgent::run(std::stop_token stop) {
   watch::ReflectorOptions options;
   // Only the nodes we registered carry the label; others (another simulated kubelet's) are none of our business.
   options.label_selector = std::string(kManagedLabel) + "=true";
-  options.transform = [](Json& node) {
-    if (node.is_object() && node["metadata"].is_object()) node["metadata"].erase("managedFields");
-  };
+  options.transform = stripManagedFields;
   watch::Reflector reflector(client_, kube::kNodes, options, cache_, clock_);
   std::jthread watcher([&reflector](std::stop_token token) { reflector.run(token); });
   std::stop_callback forward(stop, [&watcher] { watcher.request_stop(); });
@@ -80,6 +78,11 @@ void NodeAgent::onNodeEvent(const watch::Event& event) {
 }
 
 void NodeAgent::heartbeatLoop(std::stop_token stop) {
+  // The first snapshot tells which nodes are stopped by annotation (a lost node must not send even one heartbeat
+  // after we restart), so nothing is written before it.
+  while (!cache_.hasSynced()) {
+    if (!clock_.sleepFor(util::Millis(5), stop)) return;
+  }
   while (!stop.stop_requested()) {
     // The nodes due now, chosen under the lock; the API calls run without it.
     std::vector<std::string> due;
@@ -110,10 +113,11 @@ void NodeAgent::heartbeatLoop(std::stop_token stop) {
       // not ready on every pod update, so resyncing them earlier would make it flip them back.
       if (resumed && on_resume_) on_resume_(name);
     }
-    bool all_registered = true;
-    for (const auto& [name, state] : states_) all_registered = all_registered && state.registered;
     {
       std::lock_guard lock(mutex_);
+      // A stopped node exists (it carries the annotation) and is not to be written: it counts as registered.
+      bool all_registered = true;
+      for (const auto& [name, state] : states_) all_registered = all_registered && (state.registered || state.stopped);
       if (all_registered && !registered_all_) {
         registered_all_ = true;
         spdlog::info("registered {} node(s): {}{}", states_.size(), config_.names.front(),

@@ -26,7 +26,8 @@ class NodeAgent {
     std::vector<std::string> names;
     util::Millis heartbeat{2'000};
   };
-  // Called on the watch thread when a node's heartbeat resumes, so its pods can be brought up to date again.
+  // Called (on the heartbeat thread) after the first good heartbeat of a resumed node, so its pods can be brought
+  // up to date again.
   using ResumeListener = std::function<void(const std::string& node)>;
 
   NodeAgent(kube::Client& client, Config config, const util::Clock& clock = util::systemClock());

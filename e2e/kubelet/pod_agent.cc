@@ -33,9 +33,7 @@ void PodAgent::run(std::stop_token stop) {
   watch::ReflectorOptions options;
   // Only bound pods; those of other nodes are dropped by the listener, but their IPs are noted.
   options.field_selector = "spec.nodeName!=";
-  options.transform = [](Json& pod) {
-    if (pod.is_object() && pod["metadata"].is_object()) pod["metadata"].erase("managedFields");
-  };
+  options.transform = stripManagedFields;
   watch::Reflector reflector(client_, kube::kPods, options, cache_, clock_);
   {
     std::vector<std::jthread> workers;
@@ -192,7 +190,7 @@ PodAgent::Outcome PodAgent::writeStatus(const std::string& key, Json pod, std::o
       return Outcome::kRetry;
     }
     pod = std::move(*fresh);
-    pod["metadata"].erase("managedFields");
+    stripManagedFields(pod);
     const std::string node = nodeNameOf(pod);
     if (!config_.nodes.contains(node) || node_stopped_(node)) return Outcome::kDone;
   }
