@@ -1,0 +1,221 @@
+#include "operator/manager.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "operator/http_get.h"
+#include "operator/http_server.h"
+#include "support/fake_lock.h"
+#include "support/fake_transport.h"
+
+namespace singleton::op {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::eventually;
+using testing::FakeLock;
+using testing::FakeRecordStore;
+using testing::FakeTransport;
+using testing::httpGet;
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+TEST(LeaderGateTest, ClosedUntilOpenedThenFollowsLeadership) {
+  LeaderGate gate;
+  EXPECT_FALSE(gate.mayWrite());
+  EXPECT_EQ(gate.term(), fencing::FencingToken(0));
+  gate.open(fencing::FencingToken(5));
+  EXPECT_TRUE(gate.mayWrite());
+  EXPECT_EQ(gate.term(), fencing::FencingToken(5));
+  gate.close();
+  EXPECT_FALSE(gate.mayWrite());
+  EXPECT_EQ(gate.term(), fencing::FencingToken(5)) << "the last term stays readable";
+  gate.open(fencing::FencingToken(6));
+  EXPECT_TRUE(gate.mayWrite());
+  EXPECT_EQ(gate.term(), fencing::FencingToken(6));
+}
+
+TEST(LeaderGateTest, ShutdownClosesForGoodEvenWhileLeading) {
+  LeaderGate gate;
+  gate.open(fencing::FencingToken(1));
+  gate.shutdown();
+  EXPECT_FALSE(gate.mayWrite()) << "the elector is stopping: in-flight reconciles must not write";
+  gate.open(fencing::FencingToken(2));
+  EXPECT_FALSE(gate.mayWrite());
+}
+
+TEST(LeaderGateTest, IsAWriteGate) {
+  LeaderGate gate;
+  const WriteGate& as_interface = gate;
+  gate.open(fencing::FencingToken(3));
+  EXPECT_TRUE(as_interface.mayWrite());
+  EXPECT_EQ(as_interface.term(), fencing::FencingToken(3));
+}
+
+// A Manager on a fake transport (the controller's requests fail or hang quietly), a fake lock and a fake clock.
+class ManagerTest : public ::testing::Test {
+ protected:
+  Options options(const std::string& identity = "op-a") {
+    Options o;
+    o.identity = identity;
+    o.leader_election_namespace = "ops";
+    o.metrics_bind_address = "127.0.0.1:0";
+    o.health_probe_bind_address = "127.0.0.1:0";
+    return o;
+  }
+
+  std::unique_ptr<Manager> make(const Options& o) {
+    lock_ = std::make_shared<FakeLock>(store_, o.identity);
+    auto m = Manager::create(o, transport_, ManagerDeps{lock_, &clock_});
+    EXPECT_TRUE(m.ok()) << m.error().message;
+    return std::move(m).value();
+  }
+
+  void start(Manager& m) {
+    runner_ = std::jthread([this, &m](std::stop_token stop) {
+      auto r = m.run(stop);
+      if (r.ok()) {
+        outcome_ = static_cast<int>(*r);
+      } else {
+        error_ = r.error().message;
+        outcome_ = kFailed;
+      }
+    });
+  }
+
+  void stop() {
+    runner_.request_stop();
+    runner_.join();
+  }
+
+  static constexpr int kFailed = 99;
+  std::shared_ptr<FakeTransport> transport_ = std::make_shared<FakeTransport>();
+  std::shared_ptr<FakeRecordStore> store_ = std::make_shared<FakeRecordStore>();
+  std::shared_ptr<FakeLock> lock_;
+  util::FakeClock clock_;
+  std::atomic<int> outcome_{-1};
+  std::string error_;
+  std::jthread runner_;
+};
+
+TEST_F(ManagerTest, CreateRejectsInvalidTimings) {
+  Options o = options();
+  o.renew_deadline = o.lease_duration;
+  auto m = Manager::create(o, transport_, ManagerDeps{std::make_shared<FakeLock>(store_, "a"), &clock_});
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.error().code, util::ErrorCode::kInvalidArgument);
+  EXPECT_FALSE(Manager::create(options(), nullptr).ok());
+}
+
+TEST_F(ManagerTest, LeadsServesEndpointsAndReleasesOnStop) {
+  auto m = make(options());
+  start(*m);
+  ASSERT_TRUE(eventually([&] { return m->gate().mayWrite(); }));
+  ASSERT_TRUE(store_->read().has_value());
+  EXPECT_EQ(store_->read()->record.holder_identity, "op-a");
+  EXPECT_EQ(m->gate().term().value(), store_->read()->record.leader_transitions) << "term = own fencing token";
+
+  ASSERT_GT(m->healthPort(), 0);
+  ASSERT_GT(m->metricsPort(), 0);
+  EXPECT_NE(m->healthPort(), m->metricsPort());
+  auto healthz = httpGet(m->healthPort(), "/healthz");
+  EXPECT_EQ(healthz.status, 200);
+  EXPECT_EQ(healthz.body, "ok\n");
+  const int ready = httpGet(m->healthPort(), "/readyz").status;
+  EXPECT_TRUE(ready == 200 || ready == 503) << ready;
+  auto metrics = httpGet(m->metricsPort(), "/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_TRUE(contains(metrics.head, "Content-Type: text/plain; version=0.0.4")) << metrics.head;
+  EXPECT_TRUE(contains(metrics.body, "# TYPE leader_election_master_status gauge\n")) << metrics.body;
+  EXPECT_TRUE(contains(metrics.body, "leader_election_master_status{name=\"singleton-operator\"} 1\n")) << metrics.body;
+  EXPECT_EQ(httpGet(m->healthPort(), "/metrics").status, 404) << "metrics only on the metrics address";
+  EXPECT_EQ(httpGet(m->metricsPort(), "/healthz").status, 404) << "probes only on the health address";
+
+  const int health_port = m->healthPort();
+  stop();
+  EXPECT_EQ(outcome_, static_cast<int>(Manager::Outcome::kStopped)) << error_;
+  EXPECT_FALSE(m->gate().mayWrite());
+  EXPECT_TRUE(contains(m->metrics().render(), "leader_election_master_status{name=\"singleton-operator\"} 0\n"));
+  EXPECT_EQ(store_->read()->record.holder_identity, "") << "the Lease is released on a graceful stop";
+  EXPECT_EQ(httpGet(health_port, "/healthz").status, 0) << "the endpoints are stopped";
+}
+
+TEST_F(ManagerTest, LosingTheLeaseEndsRunWithLostLeadership) {
+  auto m = make(options());
+  start(*m);
+  ASSERT_TRUE(eventually([&] { return m->gate().mayWrite(); }));
+  election::LeaderElectionRecord stolen = store_->read()->record;
+  stolen.holder_identity = "op-b";
+  stolen.leader_transitions += 1;
+  store_->set(stolen);
+  ASSERT_TRUE(eventually([&] { return outcome_ != -1; }));
+  EXPECT_EQ(outcome_, static_cast<int>(Manager::Outcome::kLostLeadership)) << error_;
+  EXPECT_FALSE(m->gate().mayWrite());
+  EXPECT_TRUE(contains(m->metrics().render(), "leader_election_master_status{name=\"singleton-operator\"} 0\n"));
+  EXPECT_EQ(store_->read()->record.holder_identity, "op-b") << "never releases a Lease it no longer holds";
+  runner_.join();
+}
+
+TEST_F(ManagerTest, AFollowerKeepsItsGateClosed) {
+  election::LeaderElectionRecord other;
+  other.holder_identity = "op-b";
+  other.lease_duration_seconds = 15;
+  other.leader_transitions = 4;
+  store_->set(other);
+  auto m = make(options());
+  start(*m);
+  ASSERT_TRUE(eventually([&] { return httpGet(m->healthPort(), "/healthz").status == 200; }));
+  std::this_thread::sleep_for(50ms);
+  EXPECT_FALSE(m->gate().mayWrite());
+  EXPECT_TRUE(contains(m->metrics().render(), "leader_election_master_status{name=\"singleton-operator\"} 0\n"));
+  stop();
+  EXPECT_EQ(outcome_, static_cast<int>(Manager::Outcome::kStopped));
+  EXPECT_EQ(store_->read()->record.holder_identity, "op-b");
+}
+
+TEST_F(ManagerTest, HealthzFailsWithTheReasonWhenTheElectorIsWedged) {
+  auto m = make(options());
+  start(*m);
+  ASSERT_TRUE(eventually([&] { return m->gate().mayWrite(); }));
+  lock_->hang(true);  // the next renewal never returns
+  clock_.advance(2s);
+  std::this_thread::sleep_for(20ms);
+  clock_.advance(10s);
+  EXPECT_EQ(httpGet(m->healthPort(), "/healthz").status, 200) << "within lease duration + tolerance (35s)";
+  clock_.advance(30s);
+  auto wedged = httpGet(m->healthPort(), "/healthz");
+  EXPECT_EQ(wedged.status, 500);
+  EXPECT_TRUE(contains(wedged.body, "has not renewed")) << wedged.body;
+  lock_->hang(false);
+  stop();
+}
+
+TEST_F(ManagerTest, EndpointsCanBeDisabled) {
+  Options o = options();
+  o.metrics_bind_address = kDisabledAddress;
+  o.health_probe_bind_address = kDisabledAddress;
+  auto m = make(o);
+  start(*m);
+  ASSERT_TRUE(eventually([&] { return m->gate().mayWrite(); }));
+  EXPECT_EQ(m->healthPort(), 0);
+  EXPECT_EQ(m->metricsPort(), 0);
+  stop();
+  EXPECT_EQ(outcome_, static_cast<int>(Manager::Outcome::kStopped));
+}
+
+TEST_F(ManagerTest, AnAddressInUseFailsRunBeforeCampaigning) {
+  HttpServer squatter("squatter");
+  ASSERT_TRUE(squatter.start("127.0.0.1:0").ok());
+  Options o = options();
+  o.metrics_bind_address = "127.0.0.1:" + std::to_string(squatter.port());
+  auto m = make(o);
+  auto r = m->run(std::stop_token{});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(contains(r.error().message, o.metrics_bind_address)) << r.error().message;
+  EXPECT_FALSE(store_->read().has_value()) << "no campaign without endpoints";
+}
+
+}  // namespace
+}  // namespace singleton::op
