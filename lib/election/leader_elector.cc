@@ -105,8 +105,14 @@ void LeaderElector::observe(const std::optional<VersionedRecord>& seen) {
   std::optional<std::pair<std::string, fencing::FencingToken>> announcement;
   {
     std::lock_guard guard(mutex_);
+    const bool first_sync = !watch_synced_;
     watch_synced_ = true;
     announcement = observeLocked(seen, clock_.now());
+    if (first_sync) {
+      // Until now a follower polled; wake it so it waits for the holder's exact expiry instead.
+      ++observed_.sequence;
+      changed_.notify_all();
+    }
   }
   announce(announcement);
 }
