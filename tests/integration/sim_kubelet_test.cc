@@ -69,19 +69,37 @@ bool hasNotReadyTaint(const Json& node) {
   return false;
 }
 
+std::unique_ptr<kube::Client> makeClient() {
+  auto config = kube::loadKubeconfig({cluster().kubeconfigPath().string(), ""});
+  EXPECT_TRUE(config.ok()) << config.error().describe();
+  if (!config.ok()) return nullptr;
+  auto transport = kube::makeTransport(*config);
+  EXPECT_TRUE(transport.ok()) << transport.error().describe();
+  if (!transport.ok()) return nullptr;
+  return std::make_unique<kube::Client>(*transport);
+}
+
 class SimKubeletTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto config = kube::loadKubeconfig({cluster().kubeconfigPath().string(), ""});
-    ASSERT_TRUE(config.ok()) << config.error().describe();
-    auto transport = kube::makeTransport(*config);
-    ASSERT_TRUE(transport.ok()) << transport.error().describe();
-    client_ = new kube::Client(*transport);
+    client_ = makeClient().release();
+    ASSERT_NE(client_, nullptr);
     auto ns = client_->create(kube::kNamespaces, "", {{"metadata", {{"name", kNamespace}}}});
     ASSERT_TRUE(ns.ok() || ns.error().code == util::ErrorCode::kAlreadyExists) << ns.error().describe();
     kubelet_ = startSimKubelet("simtest-").release();
   }
   static void TearDownTestSuite() {
+    // Leave the shared cluster as we found it: the namespace's pods deleted while our kubelet still finishes their
+    // deletion, then no NotReady node left behind for later tests.
+    if (client_ != nullptr) {
+      (void)client_->remove(kube::kNamespaces, "", kNamespace);
+      eventually(
+          [] {
+            auto pods = client_->list(kube::kPods, kNamespace);
+            return pods.ok() && (*pods)["items"].empty();
+          },
+          20s);
+    }
     if (kubelet_ != nullptr) {
       kubelet_->signal(SIGTERM);
       kubelet_->wait(10s);
@@ -89,11 +107,7 @@ class SimKubeletTest : public ::testing::Test {
     }
     delete kubelet_;
     kubelet_ = nullptr;
-    // Leave the shared cluster as we found it: no NotReady node for later tests, no pods.
-    if (client_ != nullptr) {
-      (void)client_->remove(kube::kNodes, "", kNode);
-      (void)client_->remove(kube::kNamespaces, "", kNamespace);
-    }
+    if (client_ != nullptr) (void)client_->remove(kube::kNodes, "", kNode);
     delete client_;
     client_ = nullptr;
   }
@@ -336,13 +350,31 @@ TEST_F(SimKubeletTest, StoppedHeartbeatLosesTheNodeAndItsPodsReadiness) {
       << pod("on-lost-node")["status"].dump(2);
 }
 
-TEST(SimKubeletSignals, SigtermExitsZero) {
-  auto kubelet = startSimKubelet("simsignal-");
+// A kubelet of its own (another node): --ready-delay, then SIGTERM exits 0.
+TEST(SimKubeletProcess, ReadyDelayThenSigtermExitsZero) {
+  std::unique_ptr<kube::Client> client = makeClient();
+  ASSERT_TRUE(client);
+  auto kubelet = startSimKubelet("simdelay-", {"--ready-delay", "1500ms"});
   ASSERT_TRUE(eventually([&] { return kubelet->stderrText().find("ready:") != std::string::npos; }, 30s))
       << kubelet->stderrText();
+  const Json object = {{"metadata", {{"name", "sim-kubelet-delayed"}, {"namespace", "default"}}},
+                       {"spec", {{"nodeName", "simdelay-0"}, {"containers", {{{"name", "app"}, {"image", "x"}}}}}}};
+  ASSERT_TRUE(eventually([&] { return client->create(kube::kPods, "default", object).ok(); }, 30s));
+  auto readiness = [&] {
+    auto pod = client->get(kube::kPods, "default", "sim-kubelet-delayed");
+    if (!pod.ok()) return std::string();
+    return (*pod)["status"].value("phase", "") + " " + conditionStatus(*pod, "Ready");
+  };
+  ASSERT_TRUE(eventually([&] { return readiness() == "Running False"; }, 10s)) << readiness();
+  const auto running_at = Clock::now();
+  ASSERT_TRUE(eventually([&] { return readiness() == "Running True"; }, 10s)) << readiness();
+  EXPECT_GT(Clock::now() - running_at, 1000ms);
+
+  ASSERT_TRUE(client->remove(kube::kPods, "default", "sim-kubelet-delayed").ok());
+  EXPECT_TRUE(eventually([&] { return readiness().empty(); }, 10s));
   kubelet->signal(SIGTERM);
   EXPECT_EQ(kubelet->wait(10s), 0) << kubelet->stderrText();
-  (void)cluster().kubectl({"delete", "node", "simsignal-0", "--wait=false"});
+  (void)client->remove(kube::kNodes, "", "simdelay-0");
 }
 
 }  // namespace
