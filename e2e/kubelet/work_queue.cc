@@ -79,9 +79,10 @@ void WorkQueue::promoteDueLocked() {
 std::optional<std::string> WorkQueue::get(std::stop_token stop) {
   std::unique_lock lock(mutex_);
   for (;;) {
+    // Stopping wins over queued work: a worker must not start a request that may then take its full timeout.
+    if (stop.stop_requested()) return std::nullopt;
     promoteDueLocked();
     if (!queue_.empty()) break;
-    if (stop.stop_requested()) return std::nullopt;
     // Wake for a new key, a new earlier delayed key (notify_all), or the earliest due time.
     const util::MonoTime deadline = delayed_.empty() ? clock_.now() + std::chrono::hours(1) : delayed_.begin()->first;
     const std::uint64_t generation = delayed_generation_;

@@ -31,7 +31,8 @@ class WorkQueue {
   void retry(const std::string& key);
   void forget(const std::string& key);
 
-  // Blocks until a key is due or stop is requested (nullopt). The caller must call done(key) afterwards.
+  // Blocks until a key is due (returned) or stop is requested (nullopt, even with keys waiting). The caller must
+  // call done(key) after processing the key.
   std::optional<std::string> get(std::stop_token stop);
   void done(const std::string& key);
 
