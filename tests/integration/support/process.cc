@@ -81,6 +81,9 @@ void Process::readLoop(int fd, bool is_stdout) {
     cv_.notify_all();
   }
   close(fd);
+  std::lock_guard g(mutex_);
+  ++readers_done_;
+  cv_.notify_all();
 }
 
 void Process::signal(int sig) {
@@ -103,6 +106,9 @@ std::optional<int> Process::wait(std::chrono::milliseconds timeout) {
     if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
+  // Let the readers take what the process wrote last. Bounded: a grandchild may hold the pipes open.
+  std::unique_lock g(mutex_);
+  cv_.wait_for(g, std::chrono::seconds(2), [&] { return readers_done_ == 2; });
   return status_;
 }
 

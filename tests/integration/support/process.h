@@ -51,6 +51,7 @@ class Process {
   std::condition_variable cv_;
   std::vector<Line> lines_;
   std::string err_;
+  int readers_done_ = 0;
   std::thread out_reader_;
   std::thread err_reader_;
 };
