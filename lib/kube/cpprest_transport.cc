@@ -21,6 +21,7 @@
 
 #include "kube/client.h"
 #include "kube/tls.h"
+#include "util/duration.h"
 
 namespace singleton::kube::detail {
 namespace {
@@ -39,10 +40,8 @@ std::string lower(std::string text) {
   return text;
 }
 
-std::string seconds(std::chrono::milliseconds duration) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.3gs", static_cast<double>(duration.count()) / 1000.0);
-  return buffer;
+std::string describeRequest(const HttpRequest& request, const std::string& server) {
+  return request.method + " " + server + request.path;
 }
 
 void copyHeaders(const http::http_response& from, HttpResponse& to) {
@@ -131,7 +130,9 @@ util::Result<http::http_request> CpprestTransport::build(const HttpRequest& requ
       headers["Authorization"] = "Bearer " + *token;
     }
     if (!request.body.empty() || request.method == "POST" || request.method == "PUT" || request.method == "PATCH") {
-      message.set_body(std::string(request.body), request.content_type);
+      // Bytes, not std::string: cpprest reads a string body through a char/unsigned char type pun (UBSan flags it).
+      message.set_body(std::vector<unsigned char>(request.body.begin(), request.body.end()));
+      headers.set_content_type(request.content_type);
     }
     return message;
   } catch (const std::exception& e) {
@@ -141,7 +142,7 @@ util::Result<http::http_request> CpprestTransport::build(const HttpRequest& requ
 }
 
 util::Error CpprestTransport::translate(std::exception_ptr failure, const HttpRequest& request, bool streaming) {
-  const std::string what = request.method + " " + config_.server + request.path;
+  const std::string what = describeRequest(request, config_.server);
   try {
     std::rethrow_exception(failure);
   } catch (const http::http_exception& e) {
@@ -149,7 +150,7 @@ util::Error CpprestTransport::translate(std::exception_ptr failure, const HttpRe
     if (code == ECANCELED) return util::makeError(ErrorCode::kCancelled, what + ": cancelled");
     if (code == ETIMEDOUT) {
       return util::makeError(ErrorCode::kTimeout, what + ": " + (streaming ? "silent for " : "no answer within ") +
-                                                      seconds(request.timeout));
+                                                      util::formatDuration(request.timeout));
     }
     if (TlsSetup::isTlsError(code)) return util::makeError(ErrorCode::kNetwork, tls_->describe(code, config_.server));
     std::string message = what + ": " + e.what();
@@ -204,10 +205,9 @@ util::Result<HttpResponse> CpprestTransport::send(const HttpRequest& request, st
   if (!outcome->cv.wait_until(lock, stop, deadline, [&] { return outcome->done; })) {
     lock.unlock();
     cancel.cancel();  // closes the connection; the continuation still finishes into `outcome`, which it co-owns
-    if (stop.stop_requested())
-      return util::makeError(ErrorCode::kCancelled, request.method + " " + request.path + ": cancelled");
-    return util::makeError(ErrorCode::kTimeout, request.method + " " + config_.server + request.path +
-                                                    ": no answer within " + seconds(request.timeout));
+    const std::string what = describeRequest(request, config_.server);
+    if (stop.stop_requested()) return util::makeError(ErrorCode::kCancelled, what + ": cancelled");
+    return util::makeError(ErrorCode::kTimeout, what + ": no answer within " + util::formatDuration(request.timeout));
   }
   if (outcome->failure) return translate(outcome->failure, request, false);
   return std::move(outcome->response);
@@ -262,7 +262,7 @@ util::Result<HttpResponse> CpprestTransport::stream(const HttpRequest& request, 
     return head;
   } catch (...) {
     if (stop.stop_requested()) {
-      return util::makeError(ErrorCode::kCancelled, request.method + " " + request.path + ": cancelled");
+      return util::makeError(ErrorCode::kCancelled, describeRequest(request, config_.server) + ": cancelled");
     }
     return translate(std::current_exception(), request, true);
   }
