@@ -248,9 +248,9 @@ util::Result<HttpResponse> CpprestTransport::stream(const HttpRequest& request, 
     std::vector<unsigned char> piece(kReadSize);
     for (;;) {
       if (buffer.getc().get() == decltype(buffer)::traits::eof()) break;
-      const std::size_t wanted = std::min(buffer.in_avail(), piece.size());
+      const std::size_t wanted = std::clamp<std::size_t>(buffer.in_avail(), 1, piece.size());
       const std::size_t got = buffer.getn(piece.data(), wanted).get();  // available, so it completes at once
-      if (got == 0) continue;
+      if (got == 0) break;
       try {
         on_chunk(std::string_view(reinterpret_cast<const char*>(piece.data()), got));
       } catch (const std::exception& e) {
