@@ -1,0 +1,79 @@
+// What one reconcile knows about one workload: the observed objects (updated in place by every write it makes, so
+// later steps and the status see the result), and what it found on the way. Internal to the reconciler.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kube/lease.h"
+#include "operator/controller.h"
+#include "operator/events.h"
+#include "operator/workload.h"
+
+namespace singleton::op {
+
+inline const std::string kMetricFailoverDuration = "singleton_failover_duration_seconds";
+inline const std::string kHelpFailoverDuration =
+    "Seconds from the first sign that a workload's leader is unhealthy (or a switchover/rollout decision) to its "
+    "successor being labelled leader.";
+inline const std::string kMetricFailovers = "singleton_failovers_total";
+inline const std::string kHelpFailovers = "Leadership moves from one pod to another, by reason.";
+inline const std::string kMetricFencingToken = "singleton_workload_fencing_token";
+inline const std::string kHelpFencingToken = "The fencing token (leaseTransitions) of each workload's Lease.";
+// Error.reason of the self-fencing refusal.
+inline const std::string kReasonStaleTerm = "StaleOperatorTerm";
+
+struct Context {
+  Context(const WriteGate& g, Workload w) : gate(g), workload(std::move(w)) {}
+
+  const WriteGate& gate;
+  Workload workload;
+  std::string workload_version;  // metadata.resourceVersion as observed
+  // Every pod labelled singleton.dev/workload=<name>, ours or not, by name.
+  std::map<std::string, Json> pods;
+  std::optional<kube::Lease> lease;
+  std::optional<Json> service;
+
+  // Findings.
+  std::string leader;           // the pod labelled leader when the labels step finished; "" = none
+  std::string released_holder;  // the holder this reconcile took the Lease from, leaving nobody leading
+  std::string problem_reason;   // a spec problem for the Ready condition (e.g. PodCreateFailed)
+  std::string problem_message;
+  std::optional<util::Error> deferred_error;  // finish the reconcile (status), then retry with backoff
+  struct PendingEvent {
+    EventType type;
+    std::string reason;
+    std::string message;
+  };
+  std::vector<PendingEvent> events;  // sent when the reconcile ends
+
+  const Json* pod(const std::string& name) const {
+    const auto it = pods.find(name);
+    return it == pods.end() ? nullptr : &it->second;
+  }
+  std::string holder() const { return lease ? lease->spec.holder_identity.value_or("") : ""; }
+  long long token() const { return lease ? lease->spec.lease_transitions.value_or(0) : 0; }
+  std::string leaderUid() const { return lease ? annotationOf(lease->raw, kAnnotationLeaderUid).value_or("") : ""; }
+  // A pod this workload controls (ownerReference to its uid).
+  bool owns(const Json& pod_object) const { return isControlledBy(pod_object, workload.uid); }
+  // Ordinal within spec.replicas.
+  bool wanted(const std::string& name) const {
+    const auto ordinal = ordinalOf(name, workload.name);
+    return ordinal && *ordinal < workload.replicas;
+  }
+  bool current(const Json& pod_object) const {
+    return annotationOf(pod_object, kAnnotationTemplateHash).value_or("") == workload.template_hash;
+  }
+  void problem(std::string reason, std::string message) {
+    if (!problem_reason.empty()) return;  // the first problem is the one to fix first
+    problem_reason = std::move(reason);
+    problem_message = std::move(message);
+  }
+};
+
+// The operator term a workload Lease records (0 when absent or unreadable).
+long long operatorTermOf(const kube::Lease& lease);
+
+}  // namespace singleton::op

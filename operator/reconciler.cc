@@ -1,0 +1,183 @@
+#include "operator/reconciler.h"
+
+#include <charconv>
+#include <set>
+
+#include "operator/logging.h"
+#include "operator/reconcile_context.h"
+
+namespace singleton::op {
+namespace {
+
+const log::Logger kLog("controller");
+
+// A replica that no longer leads looks again this much later (its workers are being stopped meanwhile).
+constexpr util::Millis kNotLeadingRecheck{1'000};
+
+}  // namespace
+
+long long operatorTermOf(const kube::Lease& lease) {
+  const auto text = annotationOf(lease.raw, kAnnotationOperatorTerm);
+  if (!text) return 0;
+  long long term = 0;
+  const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), term);
+  if (ec != std::errc() || end != text->data() + text->size()) return 0;
+  return term;
+}
+
+Reconciler::Reconciler(kube::Client& client, const Informers& informers, EventRecorder& events, Registry& metrics,
+                       const util::Clock& clock)
+    : client_(client), informers_(informers), events_(events), metrics_(metrics), clock_(clock), recent_(clock) {
+  // Registered up front so that /metrics shows the family before the first failover.
+  metrics_.histogram(kMetricFailoverDuration, kHelpFailoverDuration, latencyBuckets());
+}
+
+ReconcileResult Reconciler::reconcile(const std::string& key, const WriteGate& gate) {
+  const auto slash = key.find('/');
+  if (slash == std::string::npos) return {ReconcileResult::Action::kForget, {}, "malformed key " + key};
+  const std::string ns = key.substr(0, slash);
+  const std::string name = key.substr(slash + 1);
+
+  // Step 1: the workload is gone; garbage collection removes its pods, Lease and Service.
+  const auto object = recent_.resolve("workloads/" + key, informers_.workloads.get(key));
+  if (!object) {
+    forgetWorkload(ns, name);
+    return {};
+  }
+  auto workload = Workload::fromJson(*object);
+  if (!workload.ok()) {
+    kLog.warn("ignoring a malformed SingletonWorkload", {.err = workload.error().describe(), .object = {ns, name}});
+    return {};
+  }
+  if (workload->deleting) return {};
+
+  Context ctx(gate, std::move(*workload));
+  ctx.workload_version = metaString(*object, "resourceVersion");
+  util::Status status = [&]() -> util::Status {
+    if (auto s = observe(ctx); !s.ok()) return s;
+    // Self-fencing: a Lease written under a higher operator term means a newer operator leads; this replica is
+    // stale (paused, partitioned) and must not write anything, whatever its own gate says.
+    if (ctx.lease && operatorTermOf(*ctx.lease) > gate.term().value()) {
+      util::Error error = util::makeError(util::ErrorCode::kCancelled, "the Lease records operator term " +
+                                                                           std::to_string(operatorTermOf(*ctx.lease)) +
+                                                                           ", ours is " + gate.term().str());
+      error.reason = kReasonStaleTerm;
+      return error;
+    }
+    return run(ctx);
+  }();
+  flushEvents(ctx);
+
+  if (ctx.lease) {
+    metrics_.gauge(kMetricFencingToken, kHelpFencingToken, {{"namespace", ns}, {"name", name}})
+        .set(static_cast<double>(ctx.token()));
+  }
+  if (!status.ok()) {
+    const util::Error& error = status.error();
+    const log::Fields fields{.err = error.describe(), .object = {ns, name}};
+    switch (error.code) {
+      case util::ErrorCode::kConflict:
+      case util::ErrorCode::kAlreadyExists:
+        kLog.debug("lost a race; reconciling again", fields);
+        return {ReconcileResult::Action::kRequeue, {}, error.describe()};
+      case util::ErrorCode::kCancelled:
+        if (error.reason == kReasonStaleTerm) {
+          kLog.warn("a newer operator term owns this workload; making no writes", fields);
+          return {ReconcileResult::Action::kRequeueAfter, kStaleTermRecheck, error.describe()};
+        }
+        kLog.info("stopped: this replica does not lead", fields);
+        return {ReconcileResult::Action::kRequeueAfter, kNotLeadingRecheck, error.describe()};
+      default:
+        kLog.warn("reconcile failed", fields);
+        return {ReconcileResult::Action::kRetry, {}, error.describe()};
+    }
+  }
+  if (ctx.deferred_error) {
+    kLog.warn("reconcile incomplete", {.err = ctx.deferred_error->describe(), .object = {ns, name}});
+    return {ReconcileResult::Action::kRetry, {}, ctx.deferred_error->describe()};
+  }
+  return {};
+}
+
+util::Status Reconciler::run(Context& ctx) {
+  // The failover path comes first: the Lease names a healthy leader (moving it if it must), then the labels follow
+  // the Lease (demote before promote). Creating missing pods (design step 2) comes after it, so that a failover
+  // costs just the Lease write and the pod patches (latency budget) and a deleted leader is seen as deleted, not
+  // as its replacement. Then the slower convergence (scale-down, rollout, Service) and the status. Events are sent
+  // last, by reconcile(), for the same reason.
+  if (auto s = elect(ctx); !s.ok()) return s;
+  if (auto s = labelPods(ctx); !s.ok()) return s;
+  if (auto s = ensurePods(ctx); !s.ok()) return s;
+  if (auto s = scaleDown(ctx); !s.ok()) return s;
+  if (auto s = rollOut(ctx); !s.ok()) return s;
+  if (auto s = reconcileService(ctx); !s.ok()) return s;
+  return updateStatus(ctx);
+}
+
+util::Status Reconciler::observe(Context& ctx) {
+  const Workload& w = ctx.workload;
+  const std::string lease_key = "leases/" + w.ns + "/" + w.leaseName();
+  if (auto object = recent_.resolve(lease_key, informers_.leases.get(w.ns, w.leaseName()))) {
+    auto lease = kube::leaseFromJson(*object);
+    // Unreadable: deciding without it could lose the token, so nothing is written until someone repairs it.
+    if (!lease.ok()) return std::move(lease).takeError();
+    ctx.lease = std::move(*lease);
+  }
+  ctx.service = recent_.resolve("services/" + w.ns + "/" + w.name, informers_.services.get(w.ns, w.name));
+
+  std::set<std::string> names;
+  for (const std::string& pod_key : informers_.pod_index.podKeys(w.key()))
+    names.insert(pod_key.substr(w.ns.size() + 1));
+  // The pods we expect, and the holder: they may be known only from our own recent writes, not yet from the cache.
+  for (int i = 0; i < w.replicas; ++i) names.insert(w.podName(i));
+  if (!ctx.holder().empty()) names.insert(ctx.holder());
+  for (const std::string& name : names) {
+    auto pod = recent_.resolve("pods/" + w.ns + "/" + name, informers_.pods.get(w.ns, name));
+    if (pod && labelOf(*pod, kLabelWorkload) == w.name) ctx.pods.emplace(name, std::move(*pod));
+  }
+  return {};
+}
+
+void Reconciler::forgetWorkload(const std::string& ns, const std::string& name) {
+  metrics_.remove(kMetricFencingToken, {{"namespace", ns}, {"name", name}});
+  recent_.forgetPrefix("workloads/" + ns + "/" + name);
+  recent_.forgetPrefix("leases/" + ns + "/" + name + "-leader");
+  recent_.forgetPrefix("services/" + ns + "/" + name);
+  std::lock_guard lock(mutex_);
+  failover_started_.erase(ns + "/" + name);
+}
+
+void Reconciler::noteFailoverStart(const std::string& key, util::MonoTime since, long long token) {
+  std::lock_guard lock(mutex_);
+  failover_started_.try_emplace(key, FailoverStart{since, token});
+}
+
+void Reconciler::noteLeaderLabelled(const std::string& key, long long token) {
+  FailoverStart start;
+  {
+    std::lock_guard lock(mutex_);
+    const auto it = failover_started_.find(key);
+    if (it == failover_started_.end()) return;
+    start = it->second;
+    failover_started_.erase(it);
+  }
+  // The same token: the leader recovered before anyone took over, so there is no failover to time.
+  if (token <= start.token) return;
+  const auto elapsed = std::chrono::duration<double>(clock_.now() - start.since).count();
+  metrics_.histogram(kMetricFailoverDuration, kHelpFailoverDuration, latencyBuckets()).observe(std::max(0.0, elapsed));
+}
+
+util::MonoTime Reconciler::unhealthyStart(const Json* pod) const {
+  const util::MonoTime now = clock_.now();
+  if (!pod) return now;
+  const auto at = unhealthySince(*pod);
+  if (!at) return now;
+  // Remote wall time, turned into an age on our wall clock and then into our monotonic time. Skew can only make
+  // the age wrong, never negative; an hour caps the damage of a wildly wrong clock.
+  const auto age = clock_.wallNow() - *at;
+  if (age <= util::WallTime::duration::zero()) return now;
+  return now - std::min(std::chrono::duration_cast<util::MonoTime::duration>(age),
+                        std::chrono::duration_cast<util::MonoTime::duration>(std::chrono::hours(1)));
+}
+
+}  // namespace singleton::op

@@ -1,0 +1,112 @@
+// The SingletonWorkload reconciler: docs/design.md, "Reconcile(key)". Level-based: it reads the caches (plus its own
+// recent writes), never the event that woke it, and writes through kube::Client. Split by concern:
+//   reconciler.cc          the flow, observation, results, metrics
+//   reconcile_election.cc  steps 3-6: the healthy-leader check, successor choice, Lease CAS, pod labels
+//   reconcile_pods.cc      steps 2 and 7: missing pods, scale-down, rolling update
+//   reconcile_status.cc    the Service and step 8: status and its conditions
+//   reconcile_writes.cc    every API write, each behind the write gate
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "kube/client.h"
+#include "operator/controller.h"
+#include "operator/events.h"
+#include "operator/informers.h"
+#include "operator/metrics.h"
+#include "operator/recent_writes.h"
+#include "operator/workload.h"
+#include "util/clock.h"
+
+namespace singleton::op {
+
+struct ReconcileResult {
+  enum class Action {
+    kForget,        // done: reset the key's backoff
+    kRequeue,       // at once (a compare-and-swap lost; re-read and decide again)
+    kRequeueAfter,  // after `after` (nothing failed, but look again later)
+    kRetry,         // an error: rate-limited retry
+  };
+  Action action = Action::kForget;
+  util::Millis after{0};
+  std::string detail;  // why, for logs
+};
+
+struct Context;
+
+class Reconciler {
+ public:
+  Reconciler(kube::Client& client, const Informers& informers, EventRecorder& events, Registry& metrics,
+             const util::Clock& clock = util::systemClock());
+  Reconciler(const Reconciler&) = delete;
+  Reconciler& operator=(const Reconciler&) = delete;
+
+  // Never throws for API errors; they come back as kRetry/kRequeue.
+  ReconcileResult reconcile(const std::string& key, const WriteGate& gate);
+
+  // How long a replica whose term is below a workload Lease's waits before looking again (it should have lost its
+  // own election by then).
+  static constexpr util::Millis kStaleTermRecheck{30'000};
+
+ private:
+  util::Status run(Context& ctx);
+  util::Status observe(Context& ctx);
+  void forgetWorkload(const std::string& ns, const std::string& name);
+
+  // Steps (each returns an error to abort the reconcile).
+  util::Status ensurePods(Context& ctx);
+  util::Status elect(Context& ctx);
+  util::Status labelPods(Context& ctx);
+  util::Status scaleDown(Context& ctx);
+  util::Status rollOut(Context& ctx);
+  util::Status reconcileService(Context& ctx);
+  util::Status updateStatus(Context& ctx);
+
+  // Election helpers.
+  util::Status keepLeaseTidy(Context& ctx);
+  util::Status handOver(Context& ctx, const std::string& successor, const std::string& trigger, const std::string& why);
+  util::Status releaseLease(Context& ctx, const std::string& why);
+  util::Status promote(Context& ctx, const std::string& name, long long token);
+  void handleSwitchover(Context& ctx, bool holder_healthy, std::string& successor);
+
+  // Writes (reconcile_writes.cc). Every one checks the gate first.
+  util::Status allowWrite(const Context& ctx) const;
+  util::Status writeLease(Context& ctx, kube::Lease lease);
+  util::Status createPod(Context& ctx, int ordinal);
+  util::Status deletePod(Context& ctx, const std::string& name, const std::string& why);
+  util::Status demotePod(Context& ctx, const std::string& name);
+  util::Status patchPod(Context& ctx, const std::string& name, const Json& patch_ops);
+  util::Status removeSwitchoverAnnotation(Context& ctx, const std::string& value);
+  util::Status patchStatus(Context& ctx, const Json& status_patch);
+  // Events wait in the context until the reconcile ends (they are slow, best-effort writes; the failover is not).
+  void event(Context& ctx, EventType type, const std::string& reason, const std::string& message);
+  void flushEvents(Context& ctx);
+  void rememberPod(Context& ctx, const std::string& base_version, Json pod);
+
+  // Failover timing: when the current failover of a workload started (first unhealthy observation, or what the API
+  // recorded), until the successor is labelled.
+  // `token` is the Lease's at the start; the failover is over when a pod is labelled with a higher one.
+  void noteFailoverStart(const std::string& key, util::MonoTime since, long long token);
+  void noteLeaderLabelled(const std::string& key, long long token);
+  // When the pod stopped being a good leader, on our monotonic clock (what the API recorded, else now).
+  util::MonoTime unhealthyStart(const Json* pod) const;
+
+  kube::Client& client_;
+  const Informers& informers_;
+  EventRecorder& events_;
+  Registry& metrics_;
+  const util::Clock& clock_;
+  RecentWrites recent_;
+
+  std::mutex mutex_;
+  struct FailoverStart {
+    util::MonoTime since;
+    long long token = 0;
+  };
+  std::map<std::string, FailoverStart> failover_started_;  // by workload key
+};
+
+}  // namespace singleton::op
