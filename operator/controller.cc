@@ -1,0 +1,178 @@
+// The controller: four informers (Reflector + Cache) whose listeners enqueue workload keys, a work queue, and
+// workers that run the reconciler while this replica leads. The reconcile outcome decides the requeue, in one place:
+// error -> rate-limited retry; conflict -> at once; requeue-after -> delayed; success -> forget.
+#include "operator/controller.h"
+
+#include <condition_variable>
+#include <exception>
+#include <thread>
+#include <vector>
+
+#include "kube/client.h"
+#include "operator/events.h"
+#include "operator/informers.h"
+#include "operator/logging.h"
+#include "operator/reconciler.h"
+#include "operator/work_queue.h"
+#include "operator/workload.h"
+#include "watch/reflector.h"
+
+namespace singleton::op {
+namespace {
+
+const log::Logger kLog("controller");
+
+const std::string kMetricReconciles = "singleton_reconcile_total";
+const std::string kHelpReconciles = "Reconciles of SingletonWorkloads by result (success, error, requeue).";
+const std::string kMetricReconcileDuration = "singleton_reconcile_duration_seconds";
+const std::string kHelpReconcileDuration = "How long one reconcile of a SingletonWorkload took.";
+const std::string kMetricQueueDepth = "workqueue_depth";
+const std::string kHelpQueueDepth = "Workload keys waiting in the controller's work queue.";
+
+// How often runWorkers looks at the informers while it waits for their first lists (real time: the informers run
+// on the network, not on the injected clock).
+constexpr std::chrono::milliseconds kSyncPoll{20};
+
+watch::ReflectorOptions reflectorOptions(const std::string& ns, std::string label_selector,
+                                         std::function<void(Json&)> transform) {
+  watch::ReflectorOptions options;
+  options.ns = ns;
+  options.label_selector = std::move(label_selector);
+  options.transform = std::move(transform);
+  return options;
+}
+
+}  // namespace
+
+struct Controller::Impl {
+  Impl(std::shared_ptr<kube::Transport> transport, ControllerOptions opts, Registry& registry, const util::Clock& clk)
+      : options(std::move(opts)),
+        metrics(registry),
+        clock(clk),
+        client(std::move(transport)),
+        queue(clock, &metrics.gauge(kMetricQueueDepth, kHelpQueueDepth)),
+        recorder(client, clock, EventRecorderOptions{.instance = options.identity}),
+        reconciler(client, informers, recorder, metrics, clock),
+        workload_reflector(client, kWorkloads, reflectorOptions(options.watch_namespace, "", stripObject),
+                           informers.workloads, clock),
+        pod_reflector(client, kube::kPods, reflectorOptions(options.watch_namespace, kLabelWorkload, stripPod),
+                      informers.pods, clock),
+        lease_reflector(client, kube::kLeases, reflectorOptions(options.watch_namespace, kLabelWorkload, stripObject),
+                        informers.leases, clock),
+        service_reflector(client, kube::kServices,
+                          reflectorOptions(options.watch_namespace, kLabelWorkload, stripService), informers.services,
+                          clock) {
+    for (const auto result : {"success", "error", "requeue"}) {
+      metrics.counter(kMetricReconciles, kHelpReconciles, {{"result", result}});
+    }
+    metrics.histogram(kMetricReconcileDuration, kHelpReconcileDuration, latencyBuckets());
+
+    // Listeners enqueue keys only; the reconcile reads the caches. They run on the reflectors' threads.
+    informers.workloads.addListener([this](const watch::Event& event) {
+      if (std::string key = watch::objectKey(event.object); !key.empty()) queue.add(key);
+    });
+    const auto enqueue_owner = [this](const watch::Event& event) {
+      if (std::string key = workloadKeyOf(event.object); !key.empty()) queue.add(key);
+    };
+    informers.pods.addListener(enqueue_owner);
+    informers.leases.addListener(enqueue_owner);
+    informers.services.addListener(enqueue_owner);
+  }
+
+  void process(const std::string& key, const WriteGate& gate) {
+    const util::MonoTime started = clock.now();
+    ReconcileResult result;
+    try {
+      result = reconciler.reconcile(key, gate);
+    } catch (const std::exception& e) {
+      // A bug (an unexpected JSON shape, say) must not take the worker down; retry like any error.
+      result = {ReconcileResult::Action::kRetry, {}, std::string("exception: ") + e.what()};
+      kLog.error("reconcile threw", {.err = result.detail, .values = {{"key", key}}});
+    }
+    metrics.histogram(kMetricReconcileDuration, kHelpReconcileDuration, latencyBuckets())
+        .observe(std::chrono::duration<double>(clock.now() - started).count());
+
+    const char* outcome = "success";
+    switch (result.action) {
+      case ReconcileResult::Action::kForget:
+        queue.forget(key);
+        break;
+      case ReconcileResult::Action::kRequeue:
+        outcome = "requeue";
+        queue.add(key);  // handed out again after done()
+        break;
+      case ReconcileResult::Action::kRequeueAfter:
+        outcome = "requeue";
+        queue.forget(key);
+        queue.addAfter(key, result.after);
+        break;
+      case ReconcileResult::Action::kRetry:
+        outcome = "error";
+        queue.addRateLimited(key);
+        break;
+    }
+    metrics.counter(kMetricReconciles, kHelpReconciles, {{"result", outcome}}).inc();
+  }
+
+  ControllerOptions options;
+  Registry& metrics;
+  const util::Clock& clock;
+  kube::Client client;
+  Informers informers;
+  WorkQueue queue;
+  ApiEventRecorder recorder;
+  Reconciler reconciler;
+  watch::Reflector workload_reflector;
+  watch::Reflector pod_reflector;
+  watch::Reflector lease_reflector;
+  watch::Reflector service_reflector;
+};
+
+Controller::Controller(std::shared_ptr<kube::Transport> transport, ControllerOptions options, Registry& metrics,
+                       const util::Clock& clock)
+    : impl_(std::make_unique<Impl>(std::move(transport), std::move(options), metrics, clock)) {}
+
+Controller::~Controller() { impl_->queue.shutDown(); }
+
+void Controller::runInformers(std::stop_token stop) {
+  std::vector<std::jthread> threads;
+  for (watch::Reflector* reflector : {&impl_->pod_reflector, &impl_->lease_reflector, &impl_->service_reflector}) {
+    threads.emplace_back([reflector, stop] { reflector->run(stop); });
+  }
+  impl_->workload_reflector.run(stop);
+  // The jthreads join here, once their reflectors have seen `stop`.
+}
+
+bool Controller::synced() const { return impl_->informers.synced(); }
+
+void Controller::runWorkers(const WriteGate& gate, std::stop_token stop) {
+  {
+    std::mutex mutex;
+    std::condition_variable_any cv;
+    std::unique_lock lock(mutex);
+    while (!synced()) {
+      cv.wait_for(lock, stop, kSyncPoll, [] { return false; });
+      if (stop.stop_requested()) return;
+    }
+  }
+  // A new leader re-checks every workload: the previous one may have stopped half-way.
+  const std::vector<Json> workloads = impl_->informers.workloads.list();
+  for (const Json& workload : workloads) impl_->queue.add(watch::objectKey(workload));
+  kLog.info("workers starting",
+            {.values = {
+                 {"workers", impl_->options.workers}, {"workloads", workloads.size()}, {"term", gate.term().value()}}});
+
+  std::vector<std::jthread> workers;
+  for (int i = 0; i < std::max(1, impl_->options.workers); ++i) {
+    workers.emplace_back([this, &gate, stop] {
+      while (auto key = impl_->queue.get(stop)) {
+        impl_->process(*key, gate);
+        impl_->queue.done(*key);
+      }
+    });
+  }
+  for (std::jthread& worker : workers) worker.join();
+  kLog.info("workers stopped");
+}
+
+}  // namespace singleton::op
