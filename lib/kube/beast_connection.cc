@@ -4,12 +4,12 @@
 
 #include <string_view>
 
+#include <openssl/err.h>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
-#include <openssl/err.h>
 
 namespace singleton::kube::detail {
 namespace {

@@ -80,6 +80,7 @@ Exchange exchange(BeastConnection& connection, Request& request, HttpResponse& r
   result.stage = Stage::kRead;
   http::response_parser<http::buffer_body> parser;
   parser.header_limit(kHeaderLimit);
+  parser.skip(request.method() == http::verb::head);  // its answer announces a body that is never sent
   // A watch lasts as long as the server keeps it open, and lists can be large. (Not boost::none: Boost 1.74 compares
   // Content-Length with the empty optional and refuses every sized body.)
   parser.body_limit(std::numeric_limits<std::uint64_t>::max());
@@ -122,8 +123,8 @@ Exchange exchange(BeastConnection& connection, Request& request, HttpResponse& r
 
 class BeastTransport final : public Transport {
  public:
-  BeastTransport(ClusterConfig config, ServerAddress address, std::shared_ptr<TlsSetup> tls,
-                 asio::ssl::context context, std::string verify_name, std::string sni)
+  BeastTransport(ClusterConfig config, ServerAddress address, std::shared_ptr<TlsSetup> tls, asio::ssl::context context,
+                 std::string verify_name, std::string sni)
       : config_(std::move(config)),
         address_(std::move(address)),
         tls_(std::move(tls)),
@@ -157,8 +158,8 @@ class BeastTransport final : public Transport {
 
 util::Result<Request> BeastTransport::build(const HttpRequest& request) const {
   auto invalid = [&](const std::string& why) {
-    return util::makeError(ErrorCode::kInvalidArgument, "bad request " + request.method + " " + request.path + ": " +
-                                                            why);
+    return util::makeError(ErrorCode::kInvalidArgument,
+                           "bad request " + request.method + " " + request.path + ": " + why);
   };
   if (request.path.empty() || request.path.front() != '/') return invalid("the path must start with /");
   if (hasLineBreak(request.method) || hasLineBreak(request.path)) return invalid("line break in the request line");
@@ -216,18 +217,24 @@ util::Error BeastTransport::failure(const Exchange& outcome, const HttpRequest& 
   const BeastConnection::ErrorCode& ec = outcome.error;
   if (stop.stop_requested()) return util::makeError(ErrorCode::kCancelled, what(request) + ": cancelled");
   if (ec == beast::error::timeout) {
-    return util::makeError(ErrorCode::kTimeout, what(request) + ": " +
-                                                    (streaming ? "silent for " : "no answer within ") +
-                                                    seconds(request.timeout));
+    return util::makeError(
+        ErrorCode::kTimeout,
+        what(request) + ": " + (streaming ? "silent for " : "no answer within ") + seconds(request.timeout));
   }
   if (ec.category() == asio::error::get_ssl_category()) {
     return util::makeError(ErrorCode::kNetwork, tls_->describe(ec.value(), config_.server));
   }
   std::string message = what(request);
   switch (outcome.stage) {
-    case Stage::kConnect: message += ": cannot connect: "; break;
-    case Stage::kWrite: message += ": sending the request: "; break;
-    case Stage::kRead: message += ": reading the answer: "; break;
+    case Stage::kConnect:
+      message += ": cannot connect: ";
+      break;
+    case Stage::kWrite:
+      message += ": sending the request: ";
+      break;
+    case Stage::kRead:
+      message += ": reading the answer: ";
+      break;
   }
   if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
     message += "the server closed the connection";
@@ -273,7 +280,8 @@ util::Result<HttpResponse> BeastTransport::send(const HttpRequest& request, std:
       // typically with "Broken pipe" or an end of stream. Nothing of an answer arrived, so send once more on a new
       // connection. (Should the server have acted and died before answering, a repeated Lease update is still safe:
       // it carries its resourceVersion, and the repeat is answered with Conflict.)
-      if (reused && attempt == 0 && !outcome.answered && outcome.error != beast::error::timeout && !stop.stop_requested()) {
+      if (reused && attempt == 0 && !outcome.answered && outcome.error != beast::error::timeout &&
+          !stop.stop_requested()) {
         continue;
       }
       return failure(outcome, request, false, stop);
@@ -346,9 +354,9 @@ util::Result<std::shared_ptr<Transport>> makeBeastTransport(const ClusterConfig&
     context.set_verify_mode(verify ? asio::ssl::verify_peer : asio::ssl::verify_none);
     if (verify && config.ca_pem.empty()) context.set_default_verify_paths();
     (*tls)->apply(ctx);  // our CA only (when given), the client certificate, and readable verification failures
-    return std::shared_ptr<Transport>(std::make_shared<detail::BeastTransport>(
-        config, std::move(*address), std::move(*tls), std::move(context), verify ? name : "",
-        detail::isIpAddress(name) ? "" : name));
+    return std::shared_ptr<Transport>(
+        std::make_shared<detail::BeastTransport>(config, std::move(*address), std::move(*tls), std::move(context),
+                                                 verify ? name : "", detail::isIpAddress(name) ? "" : name));
   } catch (const std::exception& e) {
     return invalid(std::string("TLS setup failed: ") + e.what());
   }

@@ -438,15 +438,14 @@ TEST(BeastTransport, StreamDeliversEachChunkBeforeTheNextIsSent) {
   });
   std::string received;
   auto answer = make(configFor(server.url()))
-                    ->stream(
-                        get("/watch", 10s),
-                        [&](std::string_view chunk) {
-                          received += chunk;
-                          std::lock_guard guard(mutex);
-                          delivered = static_cast<int>(std::count(received.begin(), received.end(), '\n'));
-                          cv.notify_all();
-                        },
-                        {});
+                    ->stream(get("/watch", 10s),
+                             [&](std::string_view chunk) {
+                               received += chunk;
+                               std::lock_guard guard(mutex);
+                               delivered = static_cast<int>(std::count(received.begin(), received.end(), '\n'));
+                               cv.notify_all();
+                             },
+                             {});
   ASSERT_TRUE(answer.ok()) << answer.error().describe();
   EXPECT_EQ(answer->status, 200);
   EXPECT_EQ(answer->body, "");
@@ -489,8 +488,8 @@ TEST(BeastTransport, StreamSilenceTimesOut) {
   });
   std::string received;
   const auto start = std::chrono::steady_clock::now();
-  auto answer = make(configFor(server.url()))
-                    ->stream(get("/watch", 400ms), [&](std::string_view c) { received += c; }, {});
+  auto answer =
+      make(configFor(server.url()))->stream(get("/watch", 400ms), [&](std::string_view c) { received += c; }, {});
   ASSERT_FALSE(answer.ok());
   EXPECT_EQ(answer.error().code, ErrorCode::kTimeout) << answer.error().describe();
   EXPECT_NE(answer.error().message.find("silent for 0.4s"), std::string::npos) << answer.error().message;
@@ -539,8 +538,7 @@ TEST(BeastTransport, ChunkHandlerExceptionEndsTheStream) {
     connection.waitForPeerClose(5s);
   });
   auto answer = make(configFor(server.url()))
-                    ->stream(
-                        get("/watch", 10s), [](std::string_view) { throw std::runtime_error("boom"); }, {});
+                    ->stream(get("/watch", 10s), [](std::string_view) { throw std::runtime_error("boom"); }, {});
   ASSERT_FALSE(answer.ok());
   EXPECT_EQ(answer.error().code, ErrorCode::kInternal);
   EXPECT_EQ(answer.error().message, "watch chunk handler threw: boom");
