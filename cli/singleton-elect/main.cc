@@ -15,6 +15,7 @@
 #include "cli/singleton-elect/options.h"
 #include "election/lease_lock.h"
 #include "election/leader_elector.h"
+#include "kube/beast_transport.h"
 #include "kube/client.h"
 #include "kube/config.h"
 #include "util/time_format.h"
@@ -81,7 +82,7 @@ int main(int argc, char** argv) {
 
   auto config = kube::loadDefault(kube::KubeconfigOptions{options.kubeconfig, options.context});
   if (!config.ok()) return fail(kExitUsage, config.error().message);
-  auto transport = kube::makeTransport(*config);
+  auto transport = kube::makeBeastTransport(*config);  // no I/O threads, no cpprestsdk: a small resident size
   if (!transport.ok()) return fail(kExitUsage, transport.error().message);
   const std::string ns = options.lease_namespace.empty() ? config->default_namespace : options.lease_namespace;
 
