@@ -125,6 +125,48 @@ TEST_F(OperatorHaTest, SigtermOfTheOperatorLeaderReleasesAndAnotherTakesOverAtOn
   harness().startOperator(*leader);
 }
 
+TEST_F(OperatorHaTest, PausedOperatorLeaderResumesAfterATakeoverAndWritesNothing) {
+  // SIGSTOP freezes the leader mid-term (a long GC pause, a frozen VM). Another replica takes over after the lease
+  // and fails a workload over; when the old one wakes up it must not write with its stale term.
+  createWorkload(workloadObject("ha-stop", 3));
+  ASSERT_TRUE(waitForSteadyLeader("ha-stop", kSteady)) << auditor().describe("ha-stop");
+  auto leader = harness().waitForOperatorLeader(30s);
+  ASSERT_TRUE(leader);
+  std::this_thread::sleep_for(2 * harness().retryPeriod());
+  harness().signalOperator(*leader, SIGSTOP);
+  struct Resume {
+    OperatorHarness& h;
+    int index;
+    ~Resume() { h.signalOperator(index, SIGCONT); }
+  } resume{harness(), *leader};
+  auto next = harness().waitForOperatorLeader(harness().leaseDuration() + 30s, OperatorHarness::identity(*leader));
+  ASSERT_TRUE(next) << harness().diagnostics();
+  failoverWorks("ha-stop");
+  ASSERT_FALSE(HasFatalFailure());
+
+  auto lease_before = getLease("ha-stop-leader");
+  ASSERT_TRUE(lease_before);
+  const auto leaderships_before = auditor().leaderships("ha-stop").size();
+  const auto events_before = auditor().eventCount();
+  harness().signalOperator(*leader, SIGCONT);
+  // It finds its Lease taken and stops leading (exit 1, for a supervisor to restart it) or carries on as follower.
+  const auto exited = harness().waitOperatorExit(*leader, 3 * harness().leaseDuration());
+  if (exited) {
+    EXPECT_EQ(*exited, 1) << harness().operatorLogTail(*leader);
+  } else {
+    EXPECT_NE(harness().operatorLeader(), leader);
+  }
+  std::this_thread::sleep_for(2s);
+  auto lease_after = getLease("ha-stop-leader");
+  ASSERT_TRUE(lease_after);
+  EXPECT_EQ((*lease_after)["metadata"].value("resourceVersion", ""), (*lease_before)["metadata"].value("resourceVersion", ""))
+      << "the workload Lease was written after the stale operator resumed:\n"
+      << lease_after->dump(2);
+  EXPECT_EQ(auditor().leaderships("ha-stop").size(), leaderships_before) << auditor().describe("ha-stop");
+  EXPECT_EQ(auditor().eventCount(), events_before) << "pods were written after the stale operator resumed";
+  harness().ensureOperatorsRunning();
+}
+
 TEST_F(OperatorHaTest, WorkloadsStaySteadyAcrossOperatorTakeovers) {
   // Two takeovers in a row must not move any workload's leadership: the new operator leader finds every workload
   // healthy and writes nothing.

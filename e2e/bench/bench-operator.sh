@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# singleton-operator on a local control plane with the simulated kubelet: failover latency, idle API writes, memory
+# and cold start, each printed beside its target. Three operator replicas throughout (the figures about one process,
+# RSS, are the leader's; followers are shown too). Timings are measured by singleton-bench-operator from the arrival
+# times of events on one pod watch, which also audits every run: never two pods labelled leader, tokens only grow.
+# Usage: e2e/bench/bench-operator.sh [BUILD_DIR]
+# Env: BENCH_WORKLOADS=1000 (cold start and memory), BENCH_FAILOVERS=100 (per kind), BENCH_IDLE_WORKLOADS=100,
+#      BENCH_IDLE_WINDOW=60 (seconds), BENCH_KEEP=1 (keep logs)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
+build=$(cd "${1:-$bench_root/build}" && pwd)
+operator="$build/operator/singleton-operator"
+kubelet="$build/e2e/kubelet/singleton-sim-kubelet"
+driver="$build/e2e/bench/singleton-bench-operator"
+for b in "$operator" "$kubelet" "$driver"; do
+  [[ -x $b ]] || { echo "bench-operator: $b not built (make build)" >&2; exit 1; }
+done
+workloads=${BENCH_WORKLOADS:-1000}
+failovers=${BENCH_FAILOVERS:-100}
+idle_workloads=${BENCH_IDLE_WORKLOADS:-100}
+idle_window=${BENCH_IDLE_WINDOW:-60}
+nodes=3
+
+dir=$(mktemp -d /tmp/singleton-bench-operator.XXXXXX)
+pids=()
+cleanup() {
+  local rc=$?
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  bash "$bench_root/e2e/cluster/cluster.sh" down "$dir/cluster" >/dev/null 2>&1 || true
+  if ((rc != 0)) || [[ -n ${BENCH_KEEP:-} ]]; then echo "bench-operator: logs kept in $dir" >&2; else rm -rf "$dir"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+log() { echo "bench-operator: $*" >&2; }
+started=$SECONDS
+
+log "starting a local control plane"
+bench_cluster_up "$dir/cluster"
+export KUBECONFIG
+kubectl apply -f "$bench_root/crds/singleton.dev_singletonworkloads.yaml" >/dev/null
+kubectl wait --for condition=established --timeout=60s crd/singletonworkloads.singleton.dev >/dev/null
+kubectl create namespace singleton-system >/dev/null
+"$kubelet" --nodes "$nodes" --heartbeat 2s --workers 8 --log-level warn >"$dir/kubelet.log" 2>&1 &
+pids+=($!)
+disown
+declare -A op_pid
+for id in op-0 op-1 op-2; do
+  "$operator" --identity "$id" --leader-election-namespace singleton-system --health-probe-bind-address 0 \
+    --metrics-bind-address 0 --log-level warn >"$dir/operator-$id.log" 2>&1 &
+  op_pid[$id]=$!
+  pids+=($!)
+  disown
+done
+operator_leader() { kubectl get lease singleton-operator -n singleton-system -o jsonpath='{.spec.holderIdentity}' 2>/dev/null; }
+deadline=$((SECONDS + 90))
+until [[ -n $(operator_leader) ]]; do
+  ((SECONDS < deadline)) || { log "no operator leader"; tail "$dir"/operator-*.log >&2; exit 1; }
+  sleep 0.2
+done
+until [[ $(kubectl get nodes --no-headers 2>/dev/null | grep -c ' Ready ') == "$nodes" ]]; do sleep 0.2; done
+leader=$(operator_leader)
+log "operator leader: $leader (3 replicas, lease 15s / renew 10s / retry 2s, 2 workers); $nodes simulated nodes"
+
+bench() { "$driver" --kubeconfig "$KUBECONFIG" "$@"; }
+val() { local v; v=$(sed -n "s/^$1=//p" "$2" 2>/dev/null || true); echo "${v:--}"; }
+rss_100="-" rss_scale_leader="-" rss_scale_all="-"
+rss_all() { for id in op-0 op-1 op-2; do printf '%s%s ' "$id" "$([[ $id == "$leader" ]] && echo '*')=$(rss_mib "${op_pid[$id]}")"; done; }
+
+sleep 5
+rss_idle_leader=$(rss_mib "${op_pid[$leader]}")
+rss_idle_all=$(rss_all)
+log "RSS idle (no workloads): $rss_idle_all"
+
+failed_steps=()
+step() {  # step NAME OUTFILE DRIVER-ARGS...: runs the driver; a failure is reported and the run goes on
+  local name=$1 out=$2
+  shift 2
+  if ! bench "$@" >"$out" 2>"$out.err"; then
+    failed_steps+=("$name")
+    log "$name FAILED (see $out.err):"
+    tail -n 15 "$out.err" >&2
+    return 1
+  fi
+  cat "$out.err" >&2
+}
+
+# --- failover latency ----------------------------------------------------------------------------------------------
+if ((failovers > 0)); then
+  log "failover latency: 10 workloads x 3 pods, $failovers failovers by deleting the leader pod"
+  step "create failover workloads" "$dir/fo-create.out" --namespace bench-failover create --count 10 --replicas 3 --prefix fo
+  step "failover workloads steady" "$dir/fo-steady.out" --namespace bench-failover steady --count 10 --replicas 3 \
+    --prefix fo --timeout 120
+  step "failovers (delete)" "$dir/failover-delete.out" --namespace bench-failover failover --prefix fo --workloads 10 \
+    --replicas 3 --count "$failovers" --mode delete --timeout 120 || true
+  log "failover latency: $failovers failovers by the leader turning not Ready (sim.singleton.dev/ready=false)"
+  step "failovers (not ready)" "$dir/failover-notready.out" --namespace bench-failover failover --prefix fo \
+    --workloads 10 --replicas 3 --count "$failovers" --mode notready --timeout 120 || true
+fi
+
+# --- idle writes ---------------------------------------------------------------------------------------------------
+if ((idle_window > 0)); then
+  log "idle writes: $idle_workloads workloads x 3 pods, steady, then a ${idle_window}s window"
+  step "create idle workloads" "$dir/idle-create.out" --namespace bench-idle create --count "$idle_workloads" \
+    --replicas 3 --prefix idle --nodes "sim-node-:$nodes"
+  step "idle workloads steady" "$dir/idle-steady.out" --namespace bench-idle steady --count "$idle_workloads" \
+    --replicas 3 --prefix idle --timeout 300 || true
+  sleep 10 # status writes after the last election have landed
+  step "idle window" "$dir/idle.out" --namespace bench-idle idle --seconds "$idle_window" || true
+  rss_100=$(rss_all)
+fi
+
+# --- cold start and memory at scale --------------------------------------------------------------------------------
+if ((workloads > 0)); then
+  log "cold start: $workloads workloads x 3 pods created at once, until every one has a labelled leader"
+  step "cold start" "$dir/coldstart.out" --namespace bench-scale coldstart --count "$workloads" --replicas 3 \
+    --prefix cs --nodes "sim-node-:$nodes" --timeout 600 || true
+  sleep 10
+  rss_scale_leader=$(rss_mib "${op_pid[$leader]}")
+  rss_scale_all=$(rss_all)
+  if ((failovers > 0)); then
+    # Under that load, one more sample of failovers (a check that latency holds, not a figure with a target).
+    log "failover latency with $workloads more workloads in the cluster: 30 failovers by deletion"
+    step "failovers under load" "$dir/failover-loaded.out" --namespace bench-failover failover --prefix fo \
+      --workloads 10 --replicas 3 --count 30 --mode delete --timeout 300 || true
+  fi
+fi
+log "done in $((SECONDS - started)) s"
+
+d="$dir/failover-delete.out"
+n="$dir/failover-notready.out"
+l="$dir/failover-loaded.out"
+row() { printf '%-58s %14s   %s\n' "$1" "$2" "$3"; }
+echo
+echo "Operator benchmark: 3 operator replicas (leader $leader), $nodes simulated nodes, local control plane on $(nproc) CPUs"
+row "figure" "measured" "target"
+row "failover after leader pod deletion, p50 (ms)" "$(val watch_p50_ms "$d")" "<= 50"
+row "failover after leader pod deletion, p99 (ms)" "$(val watch_p99_ms "$d")" "<= 250"
+row "  (n, p90, max; p50/p99 from the DELETE request)" "$(val watch_n "$d"), $(val watch_p90_ms "$d"), $(val watch_max_ms "$d"); $(val request_p50_ms "$d")/$(val request_p99_ms "$d")" ""
+row "failover after leader Ready=False, p50 (ms)" "$(val watch_p50_ms "$n")" "<= 50"
+row "failover after leader Ready=False, p99 (ms)" "$(val watch_p99_ms "$n")" "<= 250"
+row "  (n, p90, max)" "$(val watch_n "$n"), $(val watch_p90_ms "$n"), $(val watch_max_ms "$n")" ""
+row "API writes/min, $idle_workloads idle workloads, beyond own Lease" "$(val api_writes_beyond_per_min "$dir/idle.out")" "0"
+row "  object changes/min in the workloads' namespace" "$(val namespace_changes_per_min "$dir/idle.out")" "0"
+row "  operator's own Lease renewals/min" "$(val operator_lease_renewals_per_min "$dir/idle.out")" "(30 at retry 2s)"
+row "operator leader RSS, idle, no workloads (MiB)" "$rss_idle_leader" "<= 20"
+row "operator leader RSS, $workloads workloads x 3 pods (MiB)" "$rss_scale_leader" "<= 64"
+row "cold start, $workloads workloads x 3 pods, all led (s)" "$(val coldstart_seconds "$dir/coldstart.out")" "<= 60"
+row "  first workload led after (s)" "$(val coldstart_first_leader_seconds "$dir/coldstart.out")" ""
+row "failover after deletion with $workloads workloads, p50/p99 (ms)" "$(val watch_p50_ms "$l")/$(val watch_p99_ms "$l")" "(no target)"
+echo "RSS of every replica (* = leader), MiB: idle: $rss_idle_all"
+echo "                                      $idle_workloads workloads: $rss_100"
+echo "                                      $workloads workloads: $rss_scale_all"
+violations=$(cat "$d" "$n" "$l" "$dir/coldstart.out" 2>/dev/null | sed -n 's/^violations=//p' | awk '{ s += $1 } END { print s + 0 }')
+echo "leader auditor over every run: $violations violations (two pods labelled leader, or a token that did not grow)"
+if ((${#failed_steps[@]})); then
+  echo "FAILED steps: ${failed_steps[*]} (logs in $dir)"
+fi
+echo "Notes: latencies are arrival-time differences on one pod watch (the loss of the leader, then the new leader's"
+echo "label). Pods of the idle and cold-start workloads name their node in spec.nodeName, so kube-scheduler's"
+echo "binding rate (client QPS 50 in 1.20) is not part of the cold start; the apiserver's writes are counted from its"
+echo "/metrics, minus the simulated kubelet's heartbeats and the operator's own Lease renewals (both counted by watches)."
+((${#failed_steps[@]} == 0))
