@@ -1,6 +1,4 @@
 // singleton-elect: leader election on a Kubernetes Lease from the command line. See --help.
-#include <signal.h>
-
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -9,7 +7,6 @@
 #include <iostream>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "cli/singleton-elect/child_process.h"
 #include "cli/singleton-elect/options.h"
@@ -18,12 +15,15 @@
 #include "kube/beast_transport.h"
 #include "kube/client.h"
 #include "kube/config.h"
+#include "util/flags.h"
+#include "util/signals.h"
 #include "util/time_format.h"
 
 namespace {
 
 using namespace singleton;
 
+constexpr const char* kProgram = "singleton-elect";
 constexpr int kExitUsage = 2;
 constexpr int kExitLostLeadership = 1;
 
@@ -47,21 +47,12 @@ class EventPrinter {
   std::mutex mutex_;
 };
 
-int fail(int code, const std::string& message) {
-  std::cerr << "singleton-elect: " << message << std::endl;
-  return code;
-}
+int fail(int code, const std::string& message) { return util::fail(kProgram, code, message); }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Termination signals are taken by one thread with sigwait; block them before any other thread exists.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  util::TerminationSignals signals;  // before any other thread exists
 
   auto parsed = cli::parseElectOptions(std::vector<std::string>(argv + 1, argv + argc));
   if (!parsed.ok()) return fail(kExitUsage, parsed.error().message);
@@ -135,22 +126,14 @@ int main(int argc, char** argv) {
   if (!elector.ok()) return fail(kExitUsage, elector.error().message);
 
   std::atomic<bool> signalled{false};
-  std::atomic<bool> done{false};
-  std::thread signal_thread([&] {
-    const timespec tick{0, 100'000'000};
-    while (!done) {
-      const int sig = sigtimedwait(&signals, nullptr, &tick);
-      if (sig == SIGTERM || sig == SIGINT) {
-        spdlog::info("received {}; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        signalled = true;
-        stop_all.request_stop();
-      }
-    }
+  signals.start([&](int sig) {
+    spdlog::info("received {}; stopping", util::TerminationSignals::name(sig));
+    signalled = true;
+    stop_all.request_stop();
   });
 
   const auto outcome = (*elector)->run(stop_all.get_token());
-  done = true;
-  signal_thread.join();
+  signals.stop();
 
   if (command_status >= 0 && !signalled) return command_status;
   if (signalled) return 0;

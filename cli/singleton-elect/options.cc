@@ -1,11 +1,10 @@
 #include "cli/singleton-elect/options.h"
 
-#include <functional>
-#include <map>
+#include <algorithm>
 #include <regex>
 
 #include "election/leader_elector.h"
-#include "util/duration.h"
+#include "util/flags.h"
 
 namespace singleton::cli {
 namespace {
@@ -24,30 +23,43 @@ bool isDnsLabel(const std::string& s) {
   return !s.empty() && s.size() <= 63 && std::regex_match(s, re);
 }
 
+// The flags, bound to options and lease (--lease before it is split); the same set parses and documents them.
+util::FlagSet electFlags(ElectOptions& options, std::string& lease) {
+  util::FlagSet flags({.command_after_dashes = true, .unexpected_hint = "a command goes after --"});
+  flags.addString("lease", lease, "NAMESPACE/NAME",
+                  "the coordination.k8s.io/v1 Lease to elect on (created if missing); a bare NAME uses the kubeconfig "
+                  "context's namespace");
+  flags.addString("identity", options.identity, "ID", "this candidate's unique identity (e.g. the pod name); required");
+  flags.addString("kubeconfig", options.kubeconfig, "FILE",
+                  "kubeconfig to use; default: $KUBECONFIG, then the in-cluster service account, then ~/.kube/config");
+  flags.addString("context", options.context, "NAME", "kubeconfig context; default: the current context");
+  flags.addDuration("lease-duration", options.lease_duration, "D",
+                    "how long followers wait after the leader's last renewal (default {default})");
+  flags.addDuration("renew-deadline", options.renew_deadline, "D",
+                    "how long the leader retries renewing before it steps down (default {default})");
+  flags.addDuration("retry-period", options.retry_period, "D",
+                    "interval between renewals (default {default})\n"
+                    "(need lease-duration > renew-deadline > 1.2 x retry-period)");
+  flags.addDuration("grace-period", options.grace_period, "D",
+                    "after SIGTERM, how long COMMAND may take before SIGKILL (default {default})");
+  flags.addString("log-level", options.log_level, "LEVEL",
+                  "trace, debug, info, warn, error (default {default}); logs go to stderr");
+  return flags;
+}
+
 }  // namespace
 
 std::string electUsage() {
+  ElectOptions defaults;
+  std::string lease;
   return R"(singleton-elect: run for leader of a Kubernetes Lease; optionally run a command only while leading.
 
 Usage:
   singleton-elect --lease NAMESPACE/NAME --identity ID [flags] [-- COMMAND [ARGS...]]
 
 Flags:
-  --lease NAMESPACE/NAME  the coordination.k8s.io/v1 Lease to elect on (created if missing); a bare NAME uses
-                          the kubeconfig context's namespace
-  --identity ID           this candidate's unique identity (e.g. the pod name); required
-  --kubeconfig FILE       kubeconfig to use; default: $KUBECONFIG, then the in-cluster service account,
-                          then ~/.kube/config
-  --context NAME          kubeconfig context; default: the current context
-  --lease-duration D      how long followers wait after the leader's last renewal (default 15s)
-  --renew-deadline D      how long the leader retries renewing before it steps down (default 10s)
-  --retry-period D        interval between renewals (default 2s)
-                          (need lease-duration > renew-deadline > 1.2 x retry-period)
-  --grace-period D        after SIGTERM, how long COMMAND may take before SIGKILL (default 10s)
-  --log-level LEVEL       trace, debug, info, warn, error (default info); logs go to stderr
-  -h, --help              this text
-  --version               the version
-
+)" + electFlags(defaults, lease).help() +
+         R"(
 Durations are Go-style: 500ms, 4s, 1m30s.
 
 Output: one JSON object per line on stdout per event:
@@ -68,61 +80,12 @@ otherwise the command's own status.
 util::Result<ElectOptions> parseElectOptions(const std::vector<std::string>& args) {
   ElectOptions options;
   std::string lease;
-  std::map<std::string, std::function<util::Status(const std::string&)>> with_value;
-  auto duration_flag = [](util::Millis& target, const std::string& name) {
-    return [&target, name](const std::string& value) -> util::Status {
-      auto d = util::parseDuration(value);
-      if (!d.ok()) return usageError("--" + name + ": " + d.error().message);
-      target = *d;
-      return {};
-    };
-  };
-  auto string_flag = [](std::string& target) {
-    return [&target](const std::string& value) -> util::Status {
-      target = value;
-      return {};
-    };
-  };
-  with_value["lease"] = string_flag(lease);
-  with_value["identity"] = string_flag(options.identity);
-  with_value["kubeconfig"] = string_flag(options.kubeconfig);
-  with_value["context"] = string_flag(options.context);
-  with_value["log-level"] = string_flag(options.log_level);
-  with_value["lease-duration"] = duration_flag(options.lease_duration, "lease-duration");
-  with_value["renew-deadline"] = duration_flag(options.renew_deadline, "renew-deadline");
-  with_value["retry-period"] = duration_flag(options.retry_period, "retry-period");
-  with_value["grace-period"] = duration_flag(options.grace_period, "grace-period");
-
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (arg == "--") {
-      options.command.assign(args.begin() + static_cast<long>(i) + 1, args.end());
-      if (options.command.empty()) return usageError("-- must be followed by a command");
-      break;
-    }
-    if (arg == "-h" || arg == "--help") {
-      options.help = true;
-      return options;
-    }
-    if (arg == "--version") {
-      options.version = true;
-      return options;
-    }
-    if (arg.rfind("--", 0) != 0) return usageError("unexpected argument \"" + arg + "\" (a command goes after --)");
-    std::string name = arg.substr(2);
-    std::optional<std::string> value;
-    if (auto eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    }
-    auto flag = with_value.find(name);
-    if (flag == with_value.end()) return usageError("unknown flag --" + name + " (see --help)");
-    if (!value) {
-      if (i + 1 >= args.size()) return usageError("flag --" + name + " needs a value");
-      value = args[++i];
-    }
-    if (auto s = flag->second(*value); !s.ok()) return std::move(s).takeError();
-  }
+  auto parsed = electFlags(options, lease).parse(args);
+  if (!parsed.ok()) return std::move(parsed).takeError();
+  options.help = parsed->help;
+  options.version = parsed->version;
+  if (options.help || options.version) return options;
+  options.command = std::move(parsed->command);
 
   if (lease.empty()) return usageError("--lease NAMESPACE/NAME is required");
   if (auto slash = lease.find('/'); slash != std::string::npos) {
