@@ -2,23 +2,18 @@
 
 #include <unistd.h>
 
-#include <charconv>
 #include <cstdlib>
 #include <fstream>
-#include <functional>
-#include <map>
 #include <regex>
 #include <sstream>
 
 #include "election/leader_elector.h"
 #include "kube/config.h"
 #include "operator/http_server.h"
-#include "util/duration.h"
+#include "util/flags.h"
 
 namespace singleton::op {
 namespace {
-
-using Setter = std::function<util::Status(const std::string&)>;
 
 util::Error usageError(const std::string& message) {
   return util::makeError(util::ErrorCode::kInvalidArgument, message);
@@ -43,44 +38,6 @@ std::string trim(std::string text) {
   const auto begin = text.find_first_not_of(" \t\r\n");
   if (begin == std::string::npos) return "";
   return text.substr(begin, text.find_last_not_of(" \t\r\n") - begin + 1);
-}
-
-Setter stringFlag(std::string& target) {
-  return [&target](const std::string& value) -> util::Status {
-    target = value;
-    return {};
-  };
-}
-
-Setter durationFlag(util::Millis& target, const std::string& name) {
-  return [&target, name](const std::string& value) -> util::Status {
-    auto d = util::parseDuration(value);
-    if (!d.ok()) return usageError("--" + name + ": " + d.error().message);
-    target = *d;
-    return {};
-  };
-}
-
-Setter bindAddressFlag(std::string& target, const std::string& name) {
-  return [&target, name](const std::string& value) -> util::Status {
-    if (value != kDisabledAddress) {
-      if (auto a = parseBindAddress(value); !a.ok()) return usageError("--" + name + ": " + a.error().message);
-    }
-    target = value;
-    return {};
-  };
-}
-
-Setter workersFlag(int& target) {
-  return [&target](const std::string& value) -> util::Status {
-    int n = 0;
-    const auto parsed = std::from_chars(value.data(), value.data() + value.size(), n);
-    if (value.empty() || parsed.ec != std::errc() || parsed.ptr != value.data() + value.size() || n < 1 || n > 64) {
-      return usageError("--workers: \"" + value + "\" is not a number from 1 to 64");
-    }
-    target = n;
-    return {};
-  };
 }
 
 // Fills what the flags left empty, from the pod's environment.
@@ -115,6 +72,56 @@ util::Status validate(const Options& options) {
   return {};
 }
 
+// The log settings as given, parsed into Options after the flags.
+struct LogFlags {
+  std::string format = "json";
+  std::string level = "info";
+};
+
+// The flags, bound to options and log_flags; the same set parses and documents them.
+util::FlagSet operatorFlags(Options& options, LogFlags& log_flags) {
+  util::FlagSet flags({.dashed_value_is_missing = true});
+  auto bind_address = [](std::string& target) {
+    return [&target](const std::string& value) -> util::Status {
+      if (value != kDisabledAddress) {
+        if (auto a = parseBindAddress(value); !a.ok()) return std::move(a).takeError();
+      }
+      target = value;
+      return {};
+    };
+  };
+  flags.addString("kubeconfig", options.kubeconfig, "FILE",
+                  "kubeconfig to use; default: $KUBECONFIG, then the in-cluster service account, then ~/.kube/config");
+  flags.addString("context", options.context, "NAME", "kubeconfig context; default: the current context");
+  flags.addString("namespace", options.watch_namespace, "NS", "watch only this namespace; default: all namespaces");
+  flags.addString("leader-election-namespace", options.leader_election_namespace, "NS",
+                  "namespace of the leader-election Lease; default: $POD_NAMESPACE, then the in-cluster service "
+                  "account's namespace, then " +
+                      std::string(kDefaultLeaderElectionNamespace));
+  flags.addString("leader-election-id", options.leader_election_id, "NAME",
+                  "name of the leader-election Lease (default {default})");
+  flags.addString("identity", options.identity, "ID",
+                  "this replica's identity in the Lease; default: $POD_NAME, then the host name");
+  flags.addDuration("lease-duration", options.lease_duration, "D",
+                    "how long followers wait after the leader's last renewal (default {default})");
+  flags.addDuration("renew-deadline", options.renew_deadline, "D",
+                    "how long the leader retries renewing before it steps down (default {default})");
+  flags.addDuration("retry-period", options.retry_period, "D",
+                    "interval between renewals (default {default})\n"
+                    "(need lease-duration > renew-deadline > 1.2 x retry-period)");
+  flags.addFunc("metrics-bind-address", bind_address(options.metrics_bind_address), "ADDR",
+                "where /metrics is served (default " + options.metrics_bind_address + "; \"0\" disables)");
+  flags.addFunc(
+      "health-probe-bind-address", bind_address(options.health_probe_bind_address), "ADDR",
+      "where /healthz and /readyz are served (default " + options.health_probe_bind_address + "; \"0\" disables)");
+  flags.addString("log-format", log_flags.format, "FORMAT",
+                  "json (one object per line) or text (default {default}); logs go to stderr");
+  flags.addString("log-level", log_flags.level, "LEVEL", "trace, debug, info, warn, error, off (default {default})");
+  flags.addInt("workers", options.workers, 1, 64, "N",
+               "concurrent reconciles while leading, 1 to 64 (default {default})");
+  return flags;
+}
+
 }  // namespace
 
 Environment readEnvironment() {
@@ -132,6 +139,8 @@ Environment readEnvironment() {
 }
 
 std::string usage() {
+  Options defaults;
+  LogFlags log_defaults;
   return R"(singleton-operator: the SingletonWorkload controller. Runs as several replicas; the one holding the
 leader-election Lease reconciles, the others keep warm caches and take over when it goes.
 
@@ -139,26 +148,8 @@ Usage:
   singleton-operator [flags]
 
 Flags:
-  --kubeconfig FILE                   kubeconfig to use; default: $KUBECONFIG, then the in-cluster service
-                                      account, then ~/.kube/config
-  --context NAME                      kubeconfig context; default: the current context
-  --namespace NS                      watch only this namespace; default: all namespaces
-  --leader-election-namespace NS      namespace of the leader-election Lease; default: $POD_NAMESPACE, then the
-                                      in-cluster service account's namespace, then singleton-system
-  --leader-election-id NAME           name of the leader-election Lease (default singleton-operator)
-  --identity ID                       this replica's identity in the Lease; default: $POD_NAME, then the host name
-  --lease-duration D                  how long followers wait after the leader's last renewal (default 15s)
-  --renew-deadline D                  how long the leader retries renewing before it steps down (default 10s)
-  --retry-period D                    interval between renewals (default 2s)
-                                      (need lease-duration > renew-deadline > 1.2 x retry-period)
-  --metrics-bind-address ADDR         where /metrics is served (default :8080; "0" disables)
-  --health-probe-bind-address ADDR    where /healthz and /readyz are served (default :8081; "0" disables)
-  --log-format FORMAT                 json (one object per line) or text (default json); logs go to stderr
-  --log-level LEVEL                   trace, debug, info, warn, error, off (default info)
-  --workers N                         concurrent reconciles while leading, 1 to 64 (default 2)
-  -h, --help                          this text
-  --version                           the version
-
+)" + operatorFlags(defaults, log_defaults).help() +
+         R"(
 Durations are Go-style: 500ms, 4s, 1m30s. Addresses are HOST:PORT or :PORT (all interfaces).
 
 Endpoints: /healthz answers 500 when this replica leads but its elector has not renewed the Lease for
@@ -172,56 +163,17 @@ supervisor restarts it); 2 bad flags or configuration.
 
 util::Result<Options> parseOptions(const std::vector<std::string>& args, const Environment& env) {
   Options options;
-  std::string log_format = "json";
-  std::string log_level = "info";
-  std::map<std::string, Setter> flags;
-  flags["kubeconfig"] = stringFlag(options.kubeconfig);
-  flags["context"] = stringFlag(options.context);
-  flags["namespace"] = stringFlag(options.watch_namespace);
-  flags["leader-election-namespace"] = stringFlag(options.leader_election_namespace);
-  flags["leader-election-id"] = stringFlag(options.leader_election_id);
-  flags["identity"] = stringFlag(options.identity);
-  flags["lease-duration"] = durationFlag(options.lease_duration, "lease-duration");
-  flags["renew-deadline"] = durationFlag(options.renew_deadline, "renew-deadline");
-  flags["retry-period"] = durationFlag(options.retry_period, "retry-period");
-  flags["metrics-bind-address"] = bindAddressFlag(options.metrics_bind_address, "metrics-bind-address");
-  flags["health-probe-bind-address"] = bindAddressFlag(options.health_probe_bind_address, "health-probe-bind-address");
-  flags["log-format"] = stringFlag(log_format);
-  flags["log-level"] = stringFlag(log_level);
-  flags["workers"] = workersFlag(options.workers);
+  LogFlags log_flags;
+  auto parsed = operatorFlags(options, log_flags).parse(args);
+  if (!parsed.ok()) return std::move(parsed).takeError();
+  options.help = parsed->help;
+  options.version = parsed->version;
+  if (options.help || options.version) return options;
 
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (arg == "-h" || arg == "--help") {
-      options.help = true;
-      return options;
-    }
-    if (arg == "--version") {
-      options.version = true;
-      return options;
-    }
-    if (arg.rfind("--", 0) != 0 || arg.size() == 2) return usageError("unexpected argument \"" + arg + "\"");
-    std::string name = arg.substr(2);
-    std::optional<std::string> value;
-    if (auto eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    }
-    auto flag = flags.find(name);
-    if (flag == flags.end()) return usageError("unknown flag --" + name + " (see --help)");
-    if (!value) {
-      // "--namespace --workers 3" is a forgotten value, not a namespace called "--workers".
-      if (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0)
-        return usageError("flag --" + name + " needs a value");
-      value = args[++i];
-    }
-    if (auto s = flag->second(*value); !s.ok()) return std::move(s).takeError();
-  }
-
-  auto format = log::parseFormat(log_format);
+  auto format = log::parseFormat(log_flags.format);
   if (!format.ok()) return usageError("--log-format: " + format.error().message);
   options.log_format = *format;
-  auto level = log::parseLevel(log_level);
+  auto level = log::parseLevel(log_flags.level);
   if (!level.ok()) return usageError("--log-level: " + level.error().message);
   options.log_level = *level;
 
