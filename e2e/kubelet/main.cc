@@ -1,11 +1,8 @@
 // singleton-sim-kubelet: a simulated kubelet (what KWOK does) for a control plane without container runtime.
 // See --help and README.md.
-#include <signal.h>
-
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include <atomic>
 #include <iostream>
 #include <set>
 #include <thread>
@@ -15,28 +12,22 @@
 #include "node_agent.h"
 #include "options.h"
 #include "pod_agent.h"
+#include "util/flags.h"
+#include "util/signals.h"
 
 namespace {
 
 using namespace singleton;
 
+constexpr const char* kProgram = "singleton-sim-kubelet";
 constexpr int kExitUsage = 2;
 
-int fail(int code, const std::string& message) {
-  std::cerr << "singleton-sim-kubelet: " << message << std::endl;
-  return code;
-}
+int fail(int code, const std::string& message) { return util::fail(kProgram, code, message); }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Termination signals are taken by one thread with sigwait; block them before any other thread exists.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  util::TerminationSignals signals;  // before any other thread exists
 
   auto parsed = sim::parseOptions(std::vector<std::string>(argv + 1, argv + argc));
   if (!parsed.ok()) return fail(kExitUsage, parsed.error().message);
@@ -88,13 +79,7 @@ int main(int argc, char** argv) {
     spdlog::info("ready: nodes registered, watching pods");
   });
 
-  for (;;) {
-    const int sig = sigwaitinfo(&signals, nullptr);
-    if (sig == SIGTERM || sig == SIGINT) {
-      spdlog::info("received {}; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-      break;
-    }
-  }
+  spdlog::info("received {}; stopping", util::TerminationSignals::name(signals.wait()));
   stop_all.request_stop();
   node_thread.join();
   pod_thread.join();

@@ -1,13 +1,9 @@
 #include "options.h"
 
 #include <algorithm>
-#include <charconv>
-#include <functional>
-#include <map>
-#include <optional>
 #include <regex>
 
-#include "util/duration.h"
+#include "util/flags.h"
 
 namespace singleton::sim {
 namespace {
@@ -22,20 +18,26 @@ bool isNamePrefix(const std::string& s) {
   return !s.empty() && s.size() <= 200 && std::regex_match(s, re);
 }
 
-util::Status parseInt(const std::string& name, const std::string& value, int low, int high, int& target) {
-  int parsed = 0;
-  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), parsed);
-  if (ec != std::errc() || end != value.data() + value.size() || parsed < low || parsed > high) {
-    return usageError("--" + name + ": \"" + value + "\" is not a whole number from " + std::to_string(low) + " to " +
-                      std::to_string(high));
-  }
-  target = parsed;
-  return {};
+// The flags, bound to options; the same set parses and documents them.
+util::FlagSet kubeletFlags(Options& options) {
+  util::FlagSet flags({.version = false, .unexpected_hint = "see --help"});
+  flags.addString("kubeconfig", options.kubeconfig, "FILE",
+                  "kubeconfig to use; default: $KUBECONFIG, then in-cluster, then ~/.kube/config");
+  flags.addInt("nodes", options.nodes, 1, 10'000, "N", "how many Nodes to play (default {default})");
+  flags.addString("node-prefix", options.node_prefix, "P", "node i is named P<i> (default {default})");
+  flags.addDuration("heartbeat", options.heartbeat, "D", "node status and Lease renewal interval (default {default})");
+  flags.addDuration("ready-delay", options.ready_delay, "D",
+                    "a pod turns Ready this long after it is marked Running (default {default})");
+  flags.addInt("workers", options.workers, 1, 64, "N", "threads writing pod status and deletions (default {default})");
+  flags.addString("log-level", options.log_level, "LEVEL",
+                  "trace, debug, info, warn, error, off (default {default}); logs go to stderr");
+  return flags;
 }
 
 }  // namespace
 
 std::string usage() {
+  Options defaults;
   return R"(singleton-sim-kubelet: a simulated kubelet for a control plane without container runtime.
 
 Registers Nodes and keeps them Ready (node status and kube-node-lease Lease heartbeats), marks pods bound to them
@@ -46,15 +48,8 @@ Usage:
   singleton-sim-kubelet [--kubeconfig FILE] [flags]
 
 Flags:
-  --kubeconfig FILE   kubeconfig to use; default: $KUBECONFIG, then in-cluster, then ~/.kube/config
-  --nodes N           how many Nodes to play (default 1)
-  --node-prefix P     node i is named P<i> (default sim-node-)
-  --heartbeat D       node status and Lease renewal interval (default 2s)
-  --ready-delay D     a pod turns Ready this long after it is marked Running (default 0s)
-  --workers N         threads writing pod status and deletions (default 4)
-  --log-level LEVEL   trace, debug, info, warn, error, off (default info); logs go to stderr
-  -h, --help          this text
-
+)" + kubeletFlags(defaults).help() +
+         R"(
 Durations are Go-style: 500ms, 2s, 1m30s.
 Signals: SIGTERM or SIGINT exits 0 (Nodes are left in place and go NotReady). Exit status 2: bad flags or
 configuration.
@@ -63,55 +58,10 @@ configuration.
 
 util::Result<Options> parseOptions(const std::vector<std::string>& args) {
   Options options;
-  std::map<std::string, std::function<util::Status(const std::string&, const std::string&)>> flags;
-  auto duration_flag = [](util::Millis& target) {
-    return [&target](const std::string& name, const std::string& value) -> util::Status {
-      auto d = util::parseDuration(value);
-      if (!d.ok()) return usageError("--" + name + ": " + d.error().message);
-      target = *d;
-      return {};
-    };
-  };
-  auto string_flag = [](std::string& target) {
-    return [&target](const std::string&, const std::string& value) -> util::Status {
-      target = value;
-      return {};
-    };
-  };
-  auto int_flag = [](int& target, int low, int high) {
-    return [&target, low, high](const std::string& name, const std::string& value) {
-      return parseInt(name, value, low, high, target);
-    };
-  };
-  flags["kubeconfig"] = string_flag(options.kubeconfig);
-  flags["nodes"] = int_flag(options.nodes, 1, 10'000);
-  flags["node-prefix"] = string_flag(options.node_prefix);
-  flags["heartbeat"] = duration_flag(options.heartbeat);
-  flags["ready-delay"] = duration_flag(options.ready_delay);
-  flags["workers"] = int_flag(options.workers, 1, 64);
-  flags["log-level"] = string_flag(options.log_level);
-
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (arg == "-h" || arg == "--help") {
-      options.help = true;
-      return options;
-    }
-    if (!arg.starts_with("--")) return usageError("unexpected argument \"" + arg + "\" (see --help)");
-    std::string name = arg.substr(2);
-    std::optional<std::string> value;
-    if (auto eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name.resize(eq);
-    }
-    const auto flag = flags.find(name);
-    if (flag == flags.end()) return usageError("unknown flag --" + name + " (see --help)");
-    if (!value) {
-      if (i + 1 >= args.size()) return usageError("flag --" + name + " needs a value");
-      value = args[++i];
-    }
-    if (auto s = flag->second(name, *value); !s.ok()) return std::move(s).takeError();
-  }
+  auto parsed = kubeletFlags(options).parse(args);
+  if (!parsed.ok()) return std::move(parsed).takeError();
+  options.help = parsed->help;
+  if (options.help) return options;
 
   if (!isNamePrefix(options.node_prefix)) {
     return usageError("--node-prefix: \"" + options.node_prefix +
