@@ -80,10 +80,10 @@ std::string ApiEventRecorder::create(const Workload& workload, EventType type, c
                 {"type", typeName(type)},
                 {"source", source},
                 {"reportingComponent", options_.component},
-                {"reportingInstance", options_.instance},
                 {"count", 1},
                 {"firstTimestamp", timestamp},
                 {"lastTimestamp", timestamp}};
+  if (!options_.instance.empty()) event["reportingInstance"] = options_.instance;
   auto created = client_.create(kube::kEvents, workload.ns, event);
   if (!created.ok()) {
     kLog.warn("could not record event " + reason,

@@ -172,7 +172,9 @@ util::Status Reconciler::updateStatus(Context& ctx) {
   if (replicas != w.replicas) scaling = true;
 
   Json status = Json::object();
-  status["leader"] = ctx.leader;
+  // Absent, not "", while nobody leads: the apiserver we test on (1.20, Debian build) refuses empty strings in
+  // custom resources ("must be of type string: null").
+  if (!ctx.leader.empty()) status["leader"] = ctx.leader;
   if (ctx.lease) status["fencingToken"] = ctx.token();
   status["replicas"] = replicas;
   status["readyReplicas"] = ready;
