@@ -142,6 +142,7 @@ TEST_F(OperatorElectionTest, StartupElectsExactlyOneLeaderWithTokenLeaseAndStatu
   EXPECT_TRUE(eventually([&] { return hasEvent(harness(), ns(), "web", "LeaderElected"); }, 20s));
 
   // Quiet: no further change of leader and no write to the pods while nothing happens.
+  ASSERT_TRUE(waitForPodsReady("web", 3, kSteady));
   const auto events_before = auditor().eventCount();
   std::this_thread::sleep_for(3s);
   EXPECT_EQ(auditor().leaderships("web").size(), 1u) << auditor().describe("web");

@@ -49,6 +49,8 @@ class OperatorHaTest : public OperatorTest {
     EXPECT_EQ((*lease)["metadata"]["annotations"].value("singleton.dev/operator-term", ""), term)
         << "the workload Lease carries the current operator leader's term";
     ASSERT_TRUE(waitForSteadyLeader(workload, kSteady)) << auditor().describe(workload);
+    // And the deleted pod is back and Ready: nothing left in flight.
+    ASSERT_TRUE(waitForPodsReady(workload, 3, kSteady)) << auditor().describe(workload);
   }
 };
 
@@ -163,7 +165,15 @@ TEST_F(OperatorHaTest, PausedOperatorLeaderResumesAfterATakeoverAndWritesNothing
       << "the workload Lease was written after the stale operator resumed:\n"
       << lease_after->dump(2);
   EXPECT_EQ(auditor().leaderships("ha-stop").size(), leaderships_before) << auditor().describe("ha-stop");
-  EXPECT_EQ(auditor().eventCount(), events_before) << "pods were written after the stale operator resumed";
+  EXPECT_EQ(auditor().eventCount(), events_before) << "pods were written after the stale operator resumed:\n" << [&] {
+    std::string what;
+    const auto events = auditor().events("ha-stop");
+    for (std::size_t i = events_before; i < events.size(); ++i) {
+      what += "  " + events[i].type + " " + events[i].pod.name + " rv " + events[i].pod.resource_version + " role " +
+              events[i].pod.role + (events[i].pod.ready ? " ready" : " not ready") + "\n";
+    }
+    return what;
+  }();
   harness().ensureOperatorsRunning();
 }
 
@@ -175,6 +185,8 @@ TEST_F(OperatorHaTest, WorkloadsStaySteadyAcrossOperatorTakeovers) {
   auto a = waitForSteadyLeader("ha-calm-a", kSteady);
   auto b = waitForSteadyLeader("ha-calm-b", kSteady);
   ASSERT_TRUE(a && b) << auditor().describe("ha-calm-a") << auditor().describe("ha-calm-b");
+  ASSERT_TRUE(waitForPodsReady("ha-calm-a", 3, kSteady) && waitForPodsReady("ha-calm-b", 2, kSteady));
+  std::this_thread::sleep_for(1s);  // the operator's status writes after the election have landed
   const auto events_before = auditor().eventCount();
   for (int round = 0; round < 2; ++round) {
     auto leader = harness().waitForOperatorLeader(30s);

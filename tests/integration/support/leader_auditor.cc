@@ -105,7 +105,10 @@ void LeaderAuditor::check(const std::string& workload, WorkloadState& w, const P
   for (const auto& [name, p] : w.pods) {
     if (p.leader()) w.leaders.insert(name);
   }
-  if (w.leaders.size() > 1) {
+  if (w.leaders.size() <= 1) w.reported_leaders.clear();
+  // Reported once per set of simultaneous leaders (later events on the same pods repeat nothing new).
+  if (w.leaders.size() > 1 && w.leaders != w.reported_leaders) {
+    w.reported_leaders = w.leaders;
     std::string what = "two pods labelled leader at once:";
     for (const auto& name : w.leaders) what += " " + describePod(w.pods[name]);
     if (changed != nullptr) what += " [after the event for " + changed->name + "]";

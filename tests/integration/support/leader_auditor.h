@@ -77,6 +77,7 @@ class LeaderAuditor final : public watch::Handler {
     std::set<std::string> leaders;        // pods currently labelled leader
     std::vector<Leadership> leaderships;
     std::int64_t max_token = -1;
+    std::set<std::string> reported_leaders;  // the last set of simultaneous leaders reported as a violation
   };
 
   // Reads everything the tests and the bench need under one lock.

@@ -550,6 +550,19 @@ std::optional<Json> OperatorTest::waitForStatus(const std::string& workload,
   return found;
 }
 
+bool OperatorTest::waitForPodsReady(const std::string& workload, int replicas, std::chrono::milliseconds timeout) {
+  return auditor().waitUntil(
+      [&](const LeaderAuditor::State& s) {
+        auto it = s.workloads.find(workload);
+        if (it == s.workloads.end() || static_cast<int>(it->second.pods.size()) != replicas) return false;
+        for (const auto& [name, p] : it->second.pods) {
+          if (!p.ready || p.terminating) return false;
+        }
+        return true;
+      },
+      timeout);
+}
+
 std::optional<LeaderAuditor::PodView> OperatorTest::waitForSteadyLeader(const std::string& workload,
                                                                         std::chrono::milliseconds timeout) {
   std::optional<LeaderAuditor::PodView> leader;

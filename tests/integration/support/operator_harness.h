@@ -178,6 +178,8 @@ class OperatorTest : public ::testing::Test {
   // token is the Lease's, and the workload's status agrees (leader, fencingToken). Returns the leader's view.
   std::optional<LeaderAuditor::PodView> waitForSteadyLeader(const std::string& workload,
                                                             std::chrono::milliseconds timeout);
+  // Waits until the auditor sees exactly `replicas` pods of the workload, all Ready and none terminating.
+  bool waitForPodsReady(const std::string& workload, int replicas, std::chrono::milliseconds timeout);
   // Waits for the workload's status to satisfy `check`.
   std::optional<Json> waitForStatus(const std::string& workload, const std::function<bool(const Json&)>& check,
                                     std::chrono::milliseconds timeout);
