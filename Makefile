@@ -37,11 +37,11 @@ test-unit: build
 
 test: control-plane build build-asan
 	ctest --test-dir $(BUILD_DIR) -L unit -j$(JOBS) --output-on-failure
-	ctest --test-dir $(BUILD_DIR) -L integration --output-on-failure
+	ctest --test-dir $(BUILD_DIR) -L integration -j2 --output-on-failure
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_BUILD_DIR) -j$(JOBS) -L unit --output-on-failure
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --test-dir $(ASAN_BUILD_DIR) -L integration --output-on-failure
+	  ctest --test-dir $(ASAN_BUILD_DIR) -L integration -j2 --output-on-failure
 
 test-asan: control-plane build-asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
