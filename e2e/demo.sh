@@ -21,10 +21,11 @@ pids=()
 cleanup() {
   local rc=$?
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  bash "$root/e2e/cluster/cluster.sh" down "$dir/cluster" >/dev/null 2>&1 || true
   if ((rc != 0)) || [[ -n ${DEMO_KEEP:-} ]]; then
-    echo "demo: logs kept in $dir (operator-*.log, kubelet.log)" >&2
+    bash "$root/e2e/cluster/cluster.sh" down "$dir/cluster" --keep >/dev/null 2>&1 || true
+    echo "demo: logs kept in $dir (operator-*.log, kubelet.log, cluster/logs/)" >&2
   else
+    bash "$root/e2e/cluster/cluster.sh" down "$dir/cluster" >/dev/null 2>&1 || true
     rm -rf "$dir"
   fi
 }

@@ -20,15 +20,21 @@ workloads=${BENCH_WORKLOADS:-1000}
 failovers=${BENCH_FAILOVERS:-100}
 idle_workloads=${BENCH_IDLE_WORKLOADS:-100}
 idle_window=${BENCH_IDLE_WINDOW:-60}
-nodes=3
+# 6 simulated nodes of 1,000 pods each: room for the cold start, the idle and the failover workloads together.
+nodes=6
 
 dir=$(mktemp -d /tmp/singleton-bench-operator.XXXXXX)
 pids=()
 cleanup() {
   local rc=$?
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  bash "$bench_root/e2e/cluster/cluster.sh" down "$dir/cluster" >/dev/null 2>&1 || true
-  if ((rc != 0)) || [[ -n ${BENCH_KEEP:-} ]]; then echo "bench-operator: logs kept in $dir" >&2; else rm -rf "$dir"; fi
+  if ((rc != 0)) || [[ -n ${BENCH_KEEP:-} ]]; then
+    bash "$bench_root/e2e/cluster/cluster.sh" down "$dir/cluster" --keep >/dev/null 2>&1 || true
+    echo "bench-operator: logs kept in $dir (cluster logs in $dir/cluster/logs)" >&2
+  else
+    bash "$bench_root/e2e/cluster/cluster.sh" down "$dir/cluster" >/dev/null 2>&1 || true
+    rm -rf "$dir"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -146,7 +152,7 @@ row "  operator's own Lease renewals/min" "$(val operator_lease_renewals_per_min
 row "operator leader RSS, idle, no workloads (MiB)" "$rss_idle_leader" "<= 20"
 row "operator leader RSS, $workloads workloads x 3 pods (MiB)" "$rss_scale_leader" "<= 64"
 row "cold start, $workloads workloads x 3 pods, all led (s)" "$(val coldstart_seconds "$dir/coldstart.out")" "<= 60"
-row "  first workload led after (s)" "$(val coldstart_first_leader_seconds "$dir/coldstart.out")" ""
+row "  first workload led / every pod Ready after (s)" "$(val coldstart_first_leader_seconds "$dir/coldstart.out") / $(val coldstart_all_pods_ready_seconds "$dir/coldstart.out")" ""
 row "failover after deletion with $workloads workloads, p50/p99 (ms)" "$(val watch_p50_ms "$l")/$(val watch_p99_ms "$l")" "(no target)"
 echo "RSS of every replica (* = leader), MiB: idle: $rss_idle_all"
 echo "                                      $idle_workloads workloads: $rss_100"
