@@ -191,7 +191,7 @@ util::Status Reconciler::updateStatus(Context& ctx) {
   if (!ctx.problem_reason.empty()) {
     conditions.push_back(condition("Ready", false, ctx.problem_reason, ctx.problem_message));
   } else if (!has_leader) {
-    conditions.push_back(condition("Ready", false, "NoLeader", "no pod is the leader"));
+    conditions.push_back(condition("Ready", false, "NoReadyReplica", "no pod is Ready to lead"));
   } else {
     conditions.push_back(condition("Ready", true, "LeaderReady", "leader " + ctx.leader + " is Ready"));
   }
@@ -205,7 +205,7 @@ util::Status Reconciler::updateStatus(Context& ctx) {
     conditions.push_back(condition("Progressing", true, "Scaling",
                                    std::to_string(replicas) + " pods, " + std::to_string(w.replicas) + " wanted"));
   } else {
-    conditions.push_back(condition("Progressing", false, "Complete", "every pod runs the current template"));
+    conditions.push_back(condition("Progressing", false, "UpToDate", "every pod runs the current template"));
   }
   const std::string now = util::formatTime(clock_.wallNow());
   for (Json& c : conditions) {
