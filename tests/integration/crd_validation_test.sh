@@ -162,13 +162,16 @@ else
   fail "category 'singleton' lists workloads: $out"
 fi
 # Printer columns (the server's Table): NAME LEADER TOKEN READY AGE, and LAST-FAILOVER with -o wide.
-header=$(kc get sw -n "$ns" 2>&1 | head -n 1)
+header=$(kc get sw -n "$ns" 2>&1 || true)
+header=${header%%$'\n'*}
 if [[ $(awk '{$1=$1; print}' <<<"$header") == "NAME LEADER TOKEN READY AGE" ]]; then
   ok "printer columns: $header"
 else
   fail "printer columns: got '$header'"
 fi
-if kc get sw -n "$ns" -o wide 2>&1 | head -n 1 | grep -q LAST-FAILOVER; then
+# (Output captured first: with pipefail, `kubectl | head` fails whenever head closes the pipe before kubectl ends.)
+wide=$(kc get sw -n "$ns" -o wide 2>&1 || true)
+if grep -q LAST-FAILOVER <<<"${wide%%$'\n'*}"; then
   ok "printer columns -o wide add LAST-FAILOVER"
 else
   fail "printer columns -o wide add LAST-FAILOVER"
