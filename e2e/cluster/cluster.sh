@@ -74,6 +74,14 @@ is_ours() { # pid dir
   [[ $cmdline == *"$2/"* || " $cmdline" == *" $2 "* ]]
 }
 
+# Our own child that is alive but not yet ours by command line: between fork and exec (setsid ... &) its command
+# line does not name DIR yet. Waiting on it then would block forever on a healthy process; poll again instead.
+still_starting() { # pid
+  local state
+  state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ -n $state && $state != Z ]]
+}
+
 # Process start time (clock ticks since boot), to recognise the owner process even if its pid is reused later.
 proc_start() { awk '{ sub(/^.*\) /, ""); print $20 }' "/proc/$1/stat" 2>/dev/null || true; }
 
@@ -233,7 +241,7 @@ start_etcd() { # dir -> 0 ready, 1 failed, 2 port taken
     --log-level=warn --logger=zap --log-outputs=stderr
   pid=$SPAWNED_PID
   for ((i = 0; i < 300; i++)); do
-    if ! is_ours "$pid" "$dir"; then
+    if ! is_ours "$pid" "$dir" && ! still_starting "$pid"; then
       wait "$pid" 2>/dev/null || true
       bind_failed "$dir" etcd && return 2
       return 1
@@ -277,7 +285,7 @@ start_apiserver() { # dir -> 0 ready, 1 failed, 2 port taken
   pid=$SPAWNED_PID
   deadline=$((SECONDS + READY_TIMEOUT))
   while ((SECONDS < deadline)); do
-    if ! is_ours "$pid" "$dir"; then
+    if ! is_ours "$pid" "$dir" && ! still_starting "$pid"; then
       wait "$pid" 2>/dev/null || true
       bind_failed "$dir" kube-apiserver && return 2
       return 1
