@@ -1,5 +1,6 @@
 #include "kube/tls.h"
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -83,9 +84,18 @@ std::string certificateNames(X509* cert) {
   return out.empty() ? subjectName(cert) : out;
 }
 
+// OpenSSL's atexit cleanup frees its global state while cpprestsdk's I/O threads (never joined) may still use it,
+// and orphans their per-thread error queues and random generators. The process is ending: let the kernel reclaim it.
+// Takes effect only if this is OpenSSL's first initialisation, hence called before any other OpenSSL use.
+void initializeOpensslWithoutAtexitCleanup() {
+  static const bool initialized = OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr) == 1;
+  (void)initialized;
+}
+
 }  // namespace
 
 util::Result<std::shared_ptr<TlsSetup>> TlsSetup::create(const ClusterConfig& config, const std::string& host) {
+  initializeOpensslWithoutAtexitCleanup();
   std::shared_ptr<TlsSetup> setup(new TlsSetup());
   setup->host_ = host;
   setup->ca_origin_ = config.ca_origin.empty() ? "the kubeconfig" : config.ca_origin;
