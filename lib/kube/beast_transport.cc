@@ -37,7 +37,6 @@ using util::ErrorCode;
 using Request = http::request<http::string_body>;
 
 constexpr std::size_t kPieceSize = 16 * 1024;
-constexpr std::size_t kMaxIdleConnections = 4;
 constexpr std::uint32_t kHeaderLimit = 64 * 1024;
 constexpr const char* kDefaultUserAgent = "singleton-operator";
 
@@ -124,13 +123,14 @@ Exchange exchange(BeastConnection& connection, Request& request, HttpResponse& r
 class BeastTransport final : public Transport {
  public:
   BeastTransport(ClusterConfig config, ServerAddress address, std::shared_ptr<TlsSetup> tls, asio::ssl::context context,
-                 std::string verify_name, std::string sni)
+                 std::string verify_name, std::string sni, std::size_t max_idle)
       : config_(std::move(config)),
         address_(std::move(address)),
         tls_(std::move(tls)),
         context_(std::move(context)),
         verify_name_(std::move(verify_name)),
-        sni_(std::move(sni)) {}
+        sni_(std::move(sni)),
+        max_idle_(max_idle) {}
 
   util::Result<HttpResponse> send(const HttpRequest& request, std::stop_token stop) override;
   util::Result<HttpResponse> stream(const HttpRequest& request, const ChunkHandler& on_chunk,
@@ -152,6 +152,7 @@ class BeastTransport final : public Transport {
   asio::ssl::context context_;     // shared by all connections (OpenSSL allows concurrent SSL_new on one SSL_CTX)
   std::string verify_name_;        // what the server certificate must name; empty when verification is off
   std::string sni_;                // empty for an IP address
+  std::size_t max_idle_;
   std::mutex idle_mutex_;
   std::vector<std::unique_ptr<BeastConnection>> idle_;  // kept-alive connections, most recently used last
 };
@@ -209,7 +210,7 @@ std::unique_ptr<BeastConnection> BeastTransport::takeIdle() {
 void BeastTransport::keepIdle(std::unique_ptr<BeastConnection> connection) {
   connection->tcp().expires_never();
   std::lock_guard guard(idle_mutex_);
-  if (idle_.size() < kMaxIdleConnections) idle_.push_back(std::move(connection));
+  if (idle_.size() < max_idle_) idle_.push_back(std::move(connection));
 }
 
 util::Error BeastTransport::failure(const Exchange& outcome, const HttpRequest& request, bool streaming,
@@ -333,8 +334,7 @@ util::Result<HttpResponse> BeastTransport::stream(const HttpRequest& request, co
 
 namespace singleton::kube {
 
-util::Result<std::shared_ptr<Transport>> makeBeastTransport(const ClusterConfig& config,
-                                                            [[maybe_unused]] TransportOptions options) {
+util::Result<std::shared_ptr<Transport>> makeBeastTransport(const ClusterConfig& config, TransportOptions options) {
   namespace asio = boost::asio;
   auto invalid = [&](const std::string& why) {
     return util::makeError(util::ErrorCode::kInvalidArgument,
@@ -354,9 +354,9 @@ util::Result<std::shared_ptr<Transport>> makeBeastTransport(const ClusterConfig&
     context.set_verify_mode(verify ? asio::ssl::verify_peer : asio::ssl::verify_none);
     if (verify && config.ca_pem.empty()) context.set_default_verify_paths();
     (*tls)->apply(ctx);  // our CA only (when given), the client certificate, and readable verification failures
-    return std::shared_ptr<Transport>(
-        std::make_shared<detail::BeastTransport>(config, std::move(*address), std::move(*tls), std::move(context),
-                                                 verify ? name : "", detail::isIpAddress(name) ? "" : name));
+    return std::shared_ptr<Transport>(std::make_shared<detail::BeastTransport>(
+        config, std::move(*address), std::move(*tls), std::move(context), verify ? name : "",
+        detail::isIpAddress(name) ? "" : name, static_cast<std::size_t>(std::max(0, options.idle_connections))));
   } catch (const std::exception& e) {
     return invalid(std::string("TLS setup failed: ") + e.what());
   }

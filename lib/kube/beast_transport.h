@@ -18,8 +18,8 @@
 
 namespace singleton::kube {
 
-// Fails (kInvalidArgument) on a malformed server URL or unreadable TLS material. `options` is accepted for symmetry
-// with makeTransport; there is no I/O pool to size.
+// Fails (kInvalidArgument) on a malformed server URL or unreadable TLS material. Of `options` only idle_connections
+// applies (there is no I/O pool to size): set it to the number of threads that send at once.
 util::Result<std::shared_ptr<Transport>> makeBeastTransport(const ClusterConfig& config, TransportOptions options = {});
 
 }  // namespace singleton::kube

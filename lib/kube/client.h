@@ -37,8 +37,8 @@ struct WatchOptions {
 
 struct DeleteOptions {
   std::optional<int> grace_period_seconds;
-  std::string propagation_policy;       // "Background", "Foreground", "Orphan" or "" for the default
-  std::string precondition_uid;         // delete only this incarnation
+  std::string propagation_policy;  // "Background", "Foreground", "Orphan" or "" for the default
+  std::string precondition_uid;    // delete only this incarnation
   std::string precondition_resource_version;
 };
 
@@ -97,6 +97,9 @@ util::Error classifyResponse(const HttpResponse& response);
 struct TransportOptions {
   // Threads in cpprestsdk's shared pool; its default is 40, far more than a client needs (memory).
   int io_threads = 2;
+  // Kept-alive connections the Beast transport keeps for reuse. Each thread that sends at once needs one; a returned
+  // connection beyond this is closed, and the next request pays a new TLS handshake.
+  int idle_connections = 4;
 };
 util::Result<std::shared_ptr<Transport>> makeTransport(const ClusterConfig& config, TransportOptions options = {});
 
