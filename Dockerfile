@@ -3,8 +3,7 @@
 #   docker build -t singleton-operator:latest .
 #   kind load docker-image singleton-operator:latest     # then: kubectl apply -k manifests/
 #
-# Both stages use Debian bookworm, so the runtime stage's shared libraries are exactly the ones the builder linked
-# against (same package versions from the same archive).
+# Both stages use Debian bookworm, so the runtime stage's glibc is the one the builder linked against.
 
 ARG DEBIAN_IMAGE=debian:bookworm-slim
 
@@ -35,13 +34,11 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSINGLETON_BUILD_TESTS=OFF \
 # ---- runtime --------------------------------------------------------------------------------------------------------
 FROM ${DEBIAN_IMAGE}
 
-# Only the shared libraries the binaries load (readelf -d: libcpprest.so.2.10, libssl.so.3, libcrypto.so.3,
-# libyaml-cpp.so.0.7, libspdlog.so.1.10, libfmt.so.9, plus libstdc++/libgcc_s/libc already in the base image).
-# libcpprest2.10 brings its own dependencies (zlib1g, libbrotli1). ca-certificates for HTTPS to anything other than
-# the in-cluster apiserver, whose CA comes from the service-account volume.
+# Both binaries are linked lean (Boost.Beast transport, static OpenSSL, yaml-cpp and libstdc++; readelf -d lists only
+# libc, which the base image has). ca-certificates for HTTPS to anything other than the in-cluster apiserver, whose CA
+# comes from the service-account volume.
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libcpprest2.10 libssl3 libyaml-cpp0.7 libspdlog1.10 libfmt9 ca-certificates \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 # A fixed non-root user (65532, as in distroless "nonroot"), so runAsNonRoot can be checked from the numeric USER.

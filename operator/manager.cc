@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "election/lease_lock.h"
+#include "kube/beast_transport.h"
 #include "kube/client.h"
 #include "kube/config.h"
 #include "operator/logging.h"
@@ -11,9 +12,9 @@
 namespace singleton::op {
 namespace {
 
-// Informers, the elector's watch and the workers' requests are all asynchronous in cpprestsdk: two I/O threads
-// serve them all (its default is 40).
-constexpr int kIoThreads = 2;
+// Besides the workers, these send requests at once: the elector and an informer relisting. Watches hold
+// connections of their own.
+constexpr int kOtherSenders = 2;
 
 const log::Logger& logger() {
   static const log::Logger l{"manager"};
@@ -31,7 +32,11 @@ void LeaderGate::open(fencing::FencingToken term) {
 util::Result<std::shared_ptr<kube::Transport>> connect(const Options& options) {
   auto config = kube::loadDefault(kube::KubeconfigOptions{options.kubeconfig, options.context});
   if (!config.ok()) return std::move(config).takeError();
-  auto transport = kube::makeTransport(*config, kube::TransportOptions{kIoThreads});
+  // Boost.Beast: every request runs on the thread that sends it (a worker, an informer, the elector), so there is no
+  // I/O pool, and without cpprestsdk the process stays small (the RSS targets in docs/operations.md).
+  kube::TransportOptions transport_options;
+  transport_options.idle_connections = options.workers + kOtherSenders;
+  auto transport = kube::makeBeastTransport(*config, transport_options);
   if (!transport.ok()) return std::move(transport).takeError();
   logger().info("connected", {.values = {{"server", (*transport)->describe()}, {"config", config->origin}}});
   return transport;

@@ -44,8 +44,8 @@ class LeaderGate final : public WriteGate {
 inline constexpr util::Millis kElectorHealthTolerance{20'000};
 inline constexpr const char* kMasterStatusMetric = "leader_election_master_status";
 
-// Loads the cluster config (kube::loadDefault with --kubeconfig/--context) and builds the transport with a small I/O
-// pool. Errors are one line (bad kubeconfig, unreadable TLS material).
+// Loads the cluster config (kube::loadDefault with --kubeconfig/--context) and builds the Boost.Beast transport (no I/O
+// pool). Errors are one line (bad kubeconfig, unreadable TLS material).
 util::Result<std::shared_ptr<kube::Transport>> connect(const Options& options);
 
 struct ManagerDeps {

@@ -7,6 +7,7 @@
 #include <set>
 #include <thread>
 
+#include "kube/beast_transport.h"
 #include "kube/client.h"
 #include "kube/config.h"
 #include "node_agent.h"
@@ -44,8 +45,11 @@ int main(int argc, char** argv) {
 
   auto config = kube::loadDefault(kube::KubeconfigOptions{options.kubeconfig, ""});
   if (!config.ok()) return fail(kExitUsage, config.error().message);
-  // I/O threads serve the workers' requests, the heartbeats and two watches concurrently.
-  auto transport = kube::makeTransport(*config, kube::TransportOptions{std::max(2, options.workers)});
+  // Requests run on the threads that send them (Boost.Beast): the workers and the node heartbeats at once, each on a
+  // kept-alive connection; the two watches hold their own.
+  kube::TransportOptions transport_options;
+  transport_options.idle_connections = options.workers + options.nodes;
+  auto transport = kube::makeBeastTransport(*config, transport_options);
   if (!transport.ok()) return fail(kExitUsage, transport.error().message);
   kube::ClientOptions client_options;
   client_options.user_agent = "singleton-sim-kubelet/0.1";
