@@ -2,10 +2,10 @@
 // moved), choose a successor and move the Lease first (compare-and-swap, token+1); then make the pod labels follow
 // the Lease, demoting every other pod before promoting the holder.
 //
-// Why this never labels two pods leader: a pod is only promoted by promote(), which first lists (a quorum read, not
-// the cache) every pod of the workload that carries the leader label and demotes each one other than the holder,
-// each demotion confirmed by the API (or NotFound). Pods are created as standbys. One worker handles a workload at a
-// time, so nothing labels a pod between that list and the promotion.
+// Why this never labels two pods leader: a pod is only promoted by promote(), which first reads again (from the API,
+// not the cache) every pod of the workload it knows of, and demotes each one other than the holder that carries the
+// label, each demotion confirmed by the API (or NotFound). Pods are created as standbys. One worker handles a workload
+// at a time, so nothing labels a pod between those reads and the promotion.
 #include <climits>
 
 #include "operator/logging.h"
@@ -277,19 +277,29 @@ util::Status Reconciler::promote(Context& ctx, const std::string& name, long lon
   const std::string uid = metaString(*ctx.pod(name), "uid");
   const std::string token_text = std::to_string(token);
 
-  // The cache may not show a promotion we made moments ago; the API does. Every other pod with the leader label
-  // loses it before this one gets it.
-  kube::ListOptions options;
-  options.label_selector = kLabelWorkload + "=" + w.name + "," + kLabelRole + "=" + kRoleLeader;
-  auto listed = client_.list(kube::kPods, w.ns, options);
-  if (!listed.ok()) return std::move(listed).takeError();
+  // The cache may not show a promotion made moments ago; the API does. Every pod of the workload we know of (the
+  // cache, our recent writes, the expected names, the holder) is read again, and each one that carries the leader
+  // label loses it before this one gets it. Reads of single objects, not a list by label: in Kubernetes 1.20 a
+  // quorum list makes the apiserver decode every pod of the namespace from etcd (a cold start of 1,000 workloads
+  // spent most of its time there), and a list from its watch cache may be older than the promotion we look for.
+  std::vector<std::string> names;
+  for (const auto& [item_name, pod] : ctx.pods) names.push_back(item_name);
   bool already = false;
-  for (Json& item : (*listed)["items"]) {
-    const std::string item_name = metaString(item, "name");
+  for (const std::string& item_name : names) {
+    auto fresh = client_.get(kube::kPods, w.ns, item_name);
+    if (!fresh.ok()) {
+      if (fresh.error().code == util::ErrorCode::kNotFound) continue;
+      return std::move(fresh).takeError();
+    }
+    const Json& item = *fresh;
+    if (labelOf(item, kLabelWorkload) != w.name) continue;
+    const auto item_token = annotationOf(item, kAnnotationFencingToken);
+    const bool leaderish = labelOf(item, kLabelRole) == kRoleLeader || item_token.has_value();
     if (item_name == name && metaString(item, "uid") == uid) {
-      already = annotationOf(item, kAnnotationFencingToken) == std::optional<std::string>(token_text);
+      already = labelOf(item, kLabelRole) == kRoleLeader && item_token == std::optional<std::string>(token_text);
       continue;
     }
+    if (!leaderish) continue;
     kLog.info("demoting " + item_name + ", which still carries the leader label",
               {.object = {w.ns, w.name}, .values = {{"pod", item_name}}});
     if (auto s = demotePod(ctx, item_name); !s.ok()) return s;

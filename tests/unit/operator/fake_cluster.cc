@@ -119,11 +119,19 @@ bool FakeCluster::matches(const std::string& selector, const Json& object) {
   return true;
 }
 
+std::vector<std::string> FakeCluster::reads() const {
+  std::lock_guard lock(mutex_);
+  return reads_;
+}
+
 util::Result<HttpResponse> FakeCluster::send(const kube::HttpRequest& request, std::stop_token) {
   const auto target = parse(request.path);
   if (!target) return status(404, "NotFound", "no such path " + request.path);
   std::lock_guard lock(mutex_);
-  if (request.method == "GET") return handleLocked(request, *target);
+  if (request.method == "GET") {
+    reads_.push_back(request.path);
+    return handleLocked(request, *target);
+  }
 
   ++writes_seen_;
   const bool fail = fail_at_ > 0 && writes_seen_ == fail_at_;

@@ -52,6 +52,8 @@ class FakeCluster final : public kube::Transport {
   };
   std::vector<Write> writes() const;
   int writeCount() const;
+  // The path (with query) of every GET: gets and lists.
+  std::vector<std::string> reads() const;
   // Writes whose path contains `part` (e.g. "/pods/", "/leases/", "/events").
   int writeCount(const std::string& part) const;
   // Makes the nth write from now (1 = the next) answer `status`: not applied, or applied and then answered with
@@ -106,6 +108,7 @@ class FakeCluster final : public kube::Transport {
   long long version_ = 100;
   long long uids_ = 0;
   std::vector<Write> writes_;
+  std::vector<std::string> reads_;
   int writes_seen_ = 0;
   int fail_at_ = 0;
   int fail_status_ = 500;

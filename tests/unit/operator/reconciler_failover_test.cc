@@ -3,6 +3,8 @@
 // with exactly one failover; scale-down with the leader last.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "reconciler_harness.h"
 
 namespace singleton::op {
@@ -51,6 +53,24 @@ INSTANTIATE_TEST_SUITE_P(EveryStep, InterruptedFailoverTest,
                            return "Write" + std::to_string(param.param.nth) +
                                   (param.param.after_apply ? "AnswerLost" : "Failed");
                          });
+
+// Before a promotion every pod is read again, one by one: in Kubernetes 1.20 a quorum list by label makes the
+// apiserver decode every pod of the namespace from etcd.
+TEST(ReconcilerFaultTest, PromotionRereadsEachPodInsteadOfListingTheNamespace) {
+  Harness h;
+  h.steadyWorkload("w", 3);
+  h.setReady("w-0", false);
+  const std::size_t before = h.cluster->reads().size();
+  ASSERT_EQ(h.reconcile("w").action, Action::kForget);
+  const auto reads = h.cluster->reads();
+  std::vector<std::string> during(reads.begin() + static_cast<std::ptrdiff_t>(before), reads.end());
+  for (const std::string pod : {"w-0", "w-1", "w-2"}) {
+    const std::string path = "/api/v1/namespaces/" + std::string(kNs) + "/pods/" + pod;
+    EXPECT_NE(std::find(during.begin(), during.end(), path), during.end()) << pod;
+  }
+  for (const std::string& path : during) EXPECT_EQ(path.find("/pods?"), std::string::npos) << path;
+  EXPECT_EQ(h.leaders(), std::vector<std::string>{"w-1"});
+}
 
 TEST(ReconcilerFaultTest, FailoverWritesTheLeaseFirstThenDemotesThenPromotes) {
   Harness h;
