@@ -11,13 +11,24 @@
 namespace singleton::op {
 
 util::Status Reconciler::ensurePods(Context& ctx) {
-  for (int i = 0; i < ctx.workload.replicas; ++i) {
+  std::vector<std::string> created;
+  util::Status status;
+  for (int i = 0; i < ctx.workload.replicas && status.ok(); ++i) {
     // A pod of that name in any state counts: a terminating one is replaced once it is gone (its deletion event
     // brings us back), so two incarnations never run at once.
-    if (ctx.pods.contains(ctx.workload.podName(i))) continue;
-    if (auto s = createPod(ctx, i); !s.ok()) return s;
+    const std::string name = ctx.workload.podName(i);
+    if (ctx.pods.contains(name)) continue;
+    bool done = false;
+    status = createPod(ctx, i, done);
+    if (done) created.push_back(name);
   }
-  return {};
+  // One Event for the pods of one pass (a new workload's replicas): Events are API writes too.
+  if (!created.empty()) {
+    std::string names;
+    for (const std::string& name : created) names += (names.empty() ? "" : ", ") + name;
+    event(ctx, EventType::kNormal, "PodCreated", (created.size() == 1 ? "created pod " : "created pods ") + names);
+  }
+  return status;
 }
 
 util::Status Reconciler::scaleDown(Context& ctx) {

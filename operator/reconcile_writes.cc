@@ -67,7 +67,7 @@ util::Status Reconciler::writeLease(Context& ctx, kube::Lease lease) {
   return {};
 }
 
-util::Status Reconciler::createPod(Context& ctx, int ordinal) {
+util::Status Reconciler::createPod(Context& ctx, int ordinal, bool& created_one) {
   if (auto s = allowWrite(ctx); !s.ok()) return s;
   const Workload& w = ctx.workload;
   const std::string name = w.podName(ordinal);
@@ -86,7 +86,7 @@ util::Status Reconciler::createPod(Context& ctx, int ordinal) {
   // pod. A reconcile before the watch catches up just meets AlreadyExists.
   stripPod(*created);
   ctx.pods[name] = std::move(*created);
-  event(ctx, EventType::kNormal, "PodCreated", "created pod " + name);
+  created_one = true;
   return {};
 }
 

@@ -75,7 +75,8 @@ class Reconciler {
   // Writes (reconcile_writes.cc). Every one checks the gate first.
   util::Status allowWrite(const Context& ctx) const;
   util::Status writeLease(Context& ctx, kube::Lease lease);
-  util::Status createPod(Context& ctx, int ordinal);
+  // Sets `created_one` when the pod was created (not on AlreadyExists or a refused spec).
+  util::Status createPod(Context& ctx, int ordinal, bool& created_one);
   util::Status deletePod(Context& ctx, const std::string& name, const std::string& why);
   util::Status demotePod(Context& ctx, const std::string& name);
   util::Status patchPod(Context& ctx, const std::string& name, const Json& patch_ops);
