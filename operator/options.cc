@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "election/leader_elector.h"
+#include "election/timing_flags.h"
 #include "kube/config.h"
 #include "operator/http_server.h"
 #include "util/flags.h"
@@ -102,13 +103,7 @@ util::FlagSet operatorFlags(Options& options, LogFlags& log_flags) {
                   "name of the leader-election Lease (default {default})");
   flags.addString("identity", options.identity, "ID",
                   "this replica's identity in the Lease; default: $POD_NAME, then the host name");
-  flags.addDuration("lease-duration", options.lease_duration, "D",
-                    "how long followers wait after the leader's last renewal (default {default})");
-  flags.addDuration("renew-deadline", options.renew_deadline, "D",
-                    "how long the leader retries renewing before it steps down (default {default})");
-  flags.addDuration("retry-period", options.retry_period, "D",
-                    "interval between renewals (default {default})\n"
-                    "(need lease-duration > renew-deadline > 1.2 x retry-period)");
+  election::addTimingFlags(flags, options.lease_duration, options.renew_deadline, options.retry_period);
   flags.addFunc("metrics-bind-address", bind_address(options.metrics_bind_address), "ADDR",
                 "where /metrics is served (default " + options.metrics_bind_address + "; \"0\" disables)");
   flags.addFunc(

@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "election/leader_elector.h"
+#include "election/timing_flags.h"
 #include "util/flags.h"
 
 namespace singleton::cli {
@@ -33,13 +34,7 @@ util::FlagSet electFlags(ElectOptions& options, std::string& lease) {
   flags.addString("kubeconfig", options.kubeconfig, "FILE",
                   "kubeconfig to use; default: $KUBECONFIG, then the in-cluster service account, then ~/.kube/config");
   flags.addString("context", options.context, "NAME", "kubeconfig context; default: the current context");
-  flags.addDuration("lease-duration", options.lease_duration, "D",
-                    "how long followers wait after the leader's last renewal (default {default})");
-  flags.addDuration("renew-deadline", options.renew_deadline, "D",
-                    "how long the leader retries renewing before it steps down (default {default})");
-  flags.addDuration("retry-period", options.retry_period, "D",
-                    "interval between renewals (default {default})\n"
-                    "(need lease-duration > renew-deadline > 1.2 x retry-period)");
+  election::addTimingFlags(flags, options.lease_duration, options.renew_deadline, options.retry_period);
   flags.addDuration("grace-period", options.grace_period, "D",
                     "after SIGTERM, how long COMMAND may take before SIGKILL (default {default})");
   flags.addString("log-level", options.log_level, "LEVEL",

@@ -2,6 +2,7 @@
 
 #include <sstream>
 
+#include "support/percent_decode.h"
 #include "util/time_format.h"
 
 namespace singleton::testing {
@@ -12,19 +13,6 @@ using kube::HttpResponse;
 
 const std::string kPodsCollection = "/pods";
 const std::string kWorkloadsCollection = "singleton.dev/singletonworkloads";
-
-std::string urlDecode(const std::string& text) {
-  std::string out;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%' && i + 2 < text.size()) {
-      out += static_cast<char>(std::stoi(text.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
-      out += text[i] == '+' ? ' ' : text[i];
-    }
-  }
-  return out;
-}
 
 std::vector<std::string> split(const std::string& text, char sep) {
   std::vector<std::string> out;
@@ -74,12 +62,13 @@ std::optional<FakeCluster::Target> FakeCluster::parse(const std::string& full_pa
   if (question != std::string::npos) {
     for (const std::string& pair : split(full_path.substr(question + 1), '&')) {
       const auto eq = pair.find('=');
-      target.query[urlDecode(pair.substr(0, eq))] = eq == std::string::npos ? "" : urlDecode(pair.substr(eq + 1));
+      target.query[singleton::testing::percentDecode(pair.substr(0, eq))] =
+          eq == std::string::npos ? "" : singleton::testing::percentDecode(pair.substr(eq + 1));
     }
   }
   std::vector<std::string> segments;
   for (const std::string& s : split(path, '/')) {
-    if (!s.empty()) segments.push_back(urlDecode(s));
+    if (!s.empty()) segments.push_back(singleton::testing::percentDecode(s));
   }
   std::size_t i = 0;
   std::string group;

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "support/fake_transport.h"
+#include "support/percent_decode.h"
 #include "watch/cache.h"
 
 namespace singleton::watch {
@@ -72,19 +73,6 @@ ScriptedStream refusedStream(int http_status, std::string body) {
   return stream;
 }
 
-std::string percentDecode(const std::string& text) {
-  std::string out;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%' && i + 2 < text.size()) {
-      out += static_cast<char>(std::stoi(text.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
-      out += text[i] == '+' ? ' ' : text[i];
-    }
-  }
-  return out;
-}
-
 // The decoded value of one query parameter of a request path ("" when absent).
 std::string queryParam(const std::string& path, const std::string& name) {
   const auto query = path.find('?');
@@ -95,7 +83,8 @@ std::string queryParam(const std::string& path, const std::string& name) {
     if (end == std::string::npos) end = path.size();
     const std::string pair = path.substr(pos, end - pos);
     const auto eq = pair.find('=');
-    if (pair.substr(0, eq) == name) return eq == std::string::npos ? "" : percentDecode(pair.substr(eq + 1));
+    if (pair.substr(0, eq) == name)
+      return eq == std::string::npos ? "" : singleton::testing::percentDecode(pair.substr(eq + 1));
     pos = end + 1;
   }
   return "";
