@@ -1,4 +1,4 @@
-// TLS material for the cpprest transport, parsed once and applied to every new connection's SSL_CTX; and the decoding
+// TLS material for both transports, parsed once and applied to every new connection's SSL_CTX; and the decoding
 // of OpenSSL's terse handshake errors into something a user can act on. Private to lib/kube.
 #pragma once
 

@@ -1,6 +1,6 @@
-// The HTTP transport: the only place that knows which HTTP library we use (cpprestsdk today). Everything above it
-// speaks HttpRequest/HttpResponse, so the library can be swapped (e.g. for Boost.Beast) without touching the API
-// layer, and unit tests can fake it.
+// The HTTP transport: the only place that knows which HTTP library we use (cpprestsdk by default, Boost.Beast for the
+// lean binaries). Everything above it speaks HttpRequest/HttpResponse, so the library can be swapped without touching
+// the API layer, and unit tests can fake it.
 #pragma once
 
 #include <chrono>
