@@ -41,10 +41,12 @@ if [[ ! -d "$src" ]]; then
   fi
   log "downloading the kubernetes source package"
   (cd "$work" && apt-get source --download-only -qq kubernetes >/dev/null)
-  orig=$(ls "$work"/kubernetes_*.orig.tar.* | head -n 1)
+  origs=("$work"/kubernetes_*.orig.tar.*)
+  orig=${origs[0]}
   log "unpacking $(basename "$orig")"
   tar -C "$work" -xf "$orig"
-  unpacked=$(tar -tf "$orig" | head -n 1 | cut -d/ -f1)
+  # awk reads the whole listing: `| head -n 1` would kill tar with SIGPIPE, which pipefail turns into a failure.
+  unpacked=$(tar -tf "$orig" | awk -F/ 'NR == 1 { print $1 }')
   [[ "$work/$unpacked" == "$src" ]] || mv "$work/$unpacked" "$src"
 fi
 
@@ -70,7 +72,7 @@ if [[ ! -x "$bin_dir/kube-apiserver" || ! -x "$bin_dir/kube-controller-manager" 
     { tail -n 30 "$work/build.log" >&2; exit 1; }
   touch "$src/.singleton-build-ok"
   for b in kube-apiserver kube-controller-manager kube-scheduler; do
-    install -m 0755 "$(find "$src/_output" -type f -name "$b" -path '*bin*' | head -n 1)" "$bin_dir/$b"
+    install -m 0755 "$(find "$src/_output" -type f -name "$b" -path '*bin*' -print -quit)" "$bin_dir/$b"
   done
 fi
 
