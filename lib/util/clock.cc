@@ -1,5 +1,7 @@
 #include "util/clock.h"
 
+#include <iterator>
+
 namespace singleton::util {
 
 bool Clock::sleepUntil(MonoTime deadline, std::stop_token stop) const {
@@ -34,11 +36,32 @@ WallTime FakeClock::wallNow() const {
 
 bool FakeClock::waitUntil(std::unique_lock<std::mutex>& lock, std::condition_variable_any& cv, MonoTime deadline,
                           std::stop_token stop, const std::function<bool()>& wake) const {
+  std::multiset<MonoTime>::iterator registered;
+  {
+    std::lock_guard guard(mutex_);
+    registered = deadlines_.insert(deadline);
+  }
+  bool woken = true;
   while (!wake()) {
-    if (stop.stop_requested() || now() >= deadline) return false;
+    if (stop.stop_requested() || now() >= deadline) {
+      woken = false;
+      break;
+    }
     cv.wait_for(lock, stop, std::chrono::milliseconds(1), wake);
   }
-  return true;
+  std::lock_guard guard(mutex_);
+  deadlines_.erase(registered);
+  return woken;
+}
+
+std::size_t FakeClock::sleepers() const {
+  std::lock_guard guard(mutex_);
+  return static_cast<std::size_t>(std::distance(deadlines_.upper_bound(mono_), deadlines_.end()));
+}
+
+bool FakeClock::sleepingUntil(MonoTime deadline) const {
+  std::lock_guard guard(mutex_);
+  return deadlines_.contains(deadline);
 }
 
 void FakeClock::advance(Millis by) {

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <stop_token>
 
 namespace singleton::util {
@@ -42,7 +43,8 @@ class SystemClock final : public Clock {
 const Clock& systemClock();
 
 // A clock that moves only when told to. Waiters re-check it every millisecond of real time, so a test advances time
-// with advance() and then waits (with a generous real timeout) for the effect.
+// with advance() and then waits (with a generous real timeout) for the effect. A test that must not advance before a
+// thread has gone to sleep (or it would compute its deadline from the advanced time) waits for sleepers() first.
 class FakeClock final : public Clock {
  public:
   explicit FakeClock(WallTime wall_start = WallTime(std::chrono::seconds(1'700'000'000)));
@@ -51,6 +53,10 @@ class FakeClock final : public Clock {
   bool waitUntil(std::unique_lock<std::mutex>& lock, std::condition_variable_any& cv, MonoTime deadline,
                  std::stop_token stop, const std::function<bool()>& wake) const override;
   void advance(Millis by);
+  // How many threads are waiting on this clock for a deadline still ahead of it.
+  std::size_t sleepers() const;
+  // Whether some thread waits on this clock for exactly `deadline`.
+  bool sleepingUntil(MonoTime deadline) const;
   // Moves the wall clock only (the monotonic clock is untouched), as NTP steps or skew do.
   void stepWall(Millis by);
 
@@ -58,6 +64,7 @@ class FakeClock final : public Clock {
   mutable std::mutex mutex_;
   MonoTime mono_;
   WallTime wall_;
+  mutable std::multiset<MonoTime> deadlines_;
 };
 
 }  // namespace singleton::util

@@ -86,7 +86,8 @@ TEST(ElectorConfigTest, RejectsBrokenTimingsAndMissingParts) {
       {"lease <= renew", [](ElectorConfig& c) { c.lease_duration = 10s; }},
       {"renew <= 1.2 retry", [](ElectorConfig& c) { c.renew_deadline = 2400ms; }},
       {"zero retry", [](ElectorConfig& c) { c.retry_period = 0ms; }},
-      {"sub-second lease", [](ElectorConfig& c) {
+      {"sub-second lease",
+       [](ElectorConfig& c) {
          c.lease_duration = 900ms;
          c.renew_deadline = 800ms;
          c.retry_period = 100ms;
@@ -173,14 +174,13 @@ TEST_F(ElectorTest, EachRenewalSeenRestartsTheExpiryClock) {
   ASSERT_TRUE(a->elector->tryAcquireOrRenew(1s));
   auto b = candidate("b");
   b->start();
-  ASSERT_TRUE(eventually([&] { return b->elector->observedLeader() == "a"; }));
+  ASSERT_TRUE(eventually([&] { return b->lock->delivered() >= 1; })) << "b's watch has synced";
   for (int i = 0; i < 10; ++i) {
+    const int seen = b->lock->delivered();
     clock_.advance(10s);
     ASSERT_TRUE(a->elector->tryAcquireOrRenew(1s));
-    const auto version = store_->read()->version;
-    // b has seen the renewal through its watch
-    ASSERT_TRUE(eventually([&] { return b->lock->gets() >= 0 && store_->read()->version == version; }));
-    std::this_thread::sleep_for(5ms);
+    // b has handled the renewal from its watch before time moves on
+    ASSERT_TRUE(eventually([&] { return b->lock->delivered() > seen; }));
   }
   EXPECT_EQ(b->started, 0);
   b->stop();
@@ -232,14 +232,15 @@ TEST_F(ElectorTest, FollowersWatchInsteadOfPolling) {
   ASSERT_TRUE(eventually([&] { return a->started == 1; }));
   auto b = candidate("b");
   b->start();
-  ASSERT_TRUE(eventually([&] { return b->elector->observedLeader() == "a"; }));
+  ASSERT_TRUE(eventually([&] { return b->elector->observedLeader() == "a" && b->lock->delivered() >= 1; }));
   const int gets_before = b->lock->gets();
   const int writes_before = store_->writes();
-  for (int i = 0; i < 30; ++i) {  // one minute of steady state
+  for (int i = 1; i <= 30; ++i) {  // one minute of steady state, in lock step: both asleep, then one retry period
+    ASSERT_TRUE(eventually([&] { return clock_.sleepers() == 2; })) << i;
     clock_.advance(2s);
-    std::this_thread::sleep_for(3ms);
+    ASSERT_TRUE(eventually([&] { return store_->writes() == writes_before + i; })) << i;
   }
-  ASSERT_TRUE(eventually([&] { return store_->writes() >= writes_before + 25; }));
+  EXPECT_EQ(store_->writes(), writes_before + 30) << "one renewal per retry period";
   EXPECT_EQ(b->lock->gets(), gets_before) << "a watching follower must not poll";
   EXPECT_EQ(b->lock->updates(), 0);
   EXPECT_EQ(b->started, 0);
@@ -298,9 +299,10 @@ TEST_F(ElectorTest, HealthCheckFailsWhenLeaderIsWedged) {
   a->start();
   ASSERT_TRUE(eventually([&] { return a->started == 1; }));
   EXPECT_TRUE(a->elector->healthCheck(1s).ok());
+  ASSERT_TRUE(eventually([&] { return clock_.sleepers() == 1; })) << "the leader waits to renew";
   a->lock->hang(true);  // the next renewal never returns
   clock_.advance(2s);
-  std::this_thread::sleep_for(20ms);  // the renewal is now stuck; the last good one was 2 s ago
+  ASSERT_TRUE(eventually([&] { return a->lock->stuck() == 1; }));  // the last good renewal was 2 s ago
   clock_.advance(13s);
   EXPECT_TRUE(a->elector->healthCheck(1s).ok()) << "within lease duration + tolerance";
   clock_.advance(2s);
@@ -323,9 +325,9 @@ TEST_F(ElectorTest, WithoutAWatchFollowersPollEveryRetryPeriod) {
   config.callbacks.on_stopped_leading = [] {};
   auto b = std::move(LeaderElector::create(config)).value();
   std::jthread t([&](std::stop_token stop) { b->run(stop); });
-  ASSERT_TRUE(eventually([&] { return lock->gets() == 1; }));
+  ASSERT_TRUE(eventually([&] { return lock->gets() == 1 && clock_.sleepers() == 1; }));
   clock_.advance(2s);
-  ASSERT_TRUE(eventually([&] { return lock->gets() == 2; }));
+  ASSERT_TRUE(eventually([&] { return lock->gets() == 2 && clock_.sleepers() == 1; }));
   clock_.advance(14s);
   ASSERT_TRUE(eventually([&] { return started == 1; }));
 }

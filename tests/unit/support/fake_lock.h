@@ -96,7 +96,11 @@ class FakeLock final : public election::Lock {
   util::Result<election::VersionedRecord> update(const std::string& version,
                                                  const election::LeaderElectionRecord& record, util::Millis) override {
     if (auto e = injected()) return *e;
-    while (hanging_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (hanging_) {
+      ++stuck_;
+      while (hanging_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      --stuck_;
+    }
     ++updates_;
     return store_->update(version, record);
   }
@@ -113,6 +117,7 @@ class FakeLock final : public election::Lock {
         sub->queue.pop_front();
       }
       on_change(next);
+      ++delivered_;
     }
     store_->unsubscribe(sub);
     return {};
@@ -125,6 +130,10 @@ class FakeLock final : public election::Lock {
   // update() blocks while set (a wedged connection).
   void hang(bool on) { hanging_ = on; }
   int updates() const { return updates_; }
+  // update() calls blocked by hang() right now.
+  int stuck() const { return stuck_; }
+  // Watch events the elector has finished handling.
+  int delivered() const { return delivered_; }
   int gets() const { return gets_; }
 
  private:
@@ -138,6 +147,8 @@ class FakeLock final : public election::Lock {
   std::atomic<bool> hanging_{false};
   std::atomic<int> updates_{0};
   std::atomic<int> gets_{0};
+  std::atomic<int> stuck_{0};
+  std::atomic<int> delivered_{0};
 };
 
 // Waits (real time, generously) for a condition that a background thread will make true.

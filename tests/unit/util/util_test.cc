@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 #include "util/backoff.h"
 #include "util/duration.h"
 #include "util/time_format.h"
@@ -9,13 +12,28 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// Moves `clock` by `step` whenever someone sleeps on it, until the owner is done (then joins).
+class Advancer {
+ public:
+  Advancer(FakeClock& clock, Millis step)
+      : thread_([&clock, step](std::stop_token stop) {
+          while (!stop.stop_requested()) {
+            if (clock.sleepers() > 0) clock.advance(step);
+            std::this_thread::sleep_for(1ms);
+          }
+        }) {}
+
+ private:
+  std::jthread thread_;
+};
+
 TEST(DurationTest, ParsesGoStyle) {
   struct Case {
     const char* text;
     long long ms;
-  } cases[] = {{"0", 0},     {"0s", 0},         {"500ms", 500},   {"4s", 4000},         {"1m", 60000},
-               {"1m30s", 90000}, {"1.5s", 1500}, {"2h", 7'200'000}, {"1500us", 1},      {"100ns", 0},
-               {"+3s", 3000},    {"1h2m3s4ms", 3'723'004}};
+  } cases[] = {{"0", 0},      {"0s", 0},        {"500ms", 500}, {"4s", 4000},
+               {"1m", 60000}, {"1m30s", 90000}, {"1.5s", 1500}, {"2h", 7'200'000},
+               {"1500us", 1}, {"100ns", 0},     {"+3s", 3000},  {"1h2m3s4ms", 3'723'004}};
   for (const auto& c : cases) {
     auto d = parseDuration(c.text);
     ASSERT_TRUE(d.ok()) << c.text << ": " << d.error().message;
@@ -102,14 +120,13 @@ TEST(RetryTest, RetriesRetryableErrorsAndHonoursRetryAfter) {
     }
     return 7;
   };
-  std::thread advancer([&] {
-    for (int i = 0; i < 200 && calls < 3; ++i) {
-      clock.advance(1s);
-      std::this_thread::sleep_for(2ms);
-    }
-  });
-  auto result = retry(attempt, RetryPolicy{BackoffPolicy{10ms, 100ms, 2.0, 0.0}, 5}, clock);
-  advancer.join();
+  const MonoTime start = clock.now();
+  Result<int> result = 0;
+  {
+    Advancer advancer(clock, 1s);
+    result = retry(attempt, RetryPolicy{BackoffPolicy{10ms, 100ms, 2.0, 0.0}, 5}, clock);
+  }
+  EXPECT_EQ(clock.now() - start, 10s) << "two waits of Retry-After, not the 10 ms backoff";
   ASSERT_TRUE(result.ok());
   EXPECT_EQ(*result, 7);
   EXPECT_EQ(calls, 3);
@@ -131,16 +148,31 @@ TEST(RetryTest, StopsOnNonRetryableAndAfterMaxAttempts) {
     return makeError(ErrorCode::kNetwork, "down");
   };
   std::stop_source stop;
-  std::thread advancer([&] {
-    for (int i = 0; i < 500 && calls < 3; ++i) {
-      clock.advance(100ms);
-      std::this_thread::sleep_for(1ms);
-    }
-  });
-  auto r = retry(network, RetryPolicy{BackoffPolicy{10ms, 10ms, 1.0, 0.0}, 3}, clock, stop.get_token());
-  advancer.join();
+  Result<int> r = 0;
+  {
+    Advancer advancer(clock, 10ms);
+    r = retry(network, RetryPolicy{BackoffPolicy{10ms, 10ms, 1.0, 0.0}, 3}, clock, stop.get_token());
+  }
   EXPECT_FALSE(r.ok());
   EXPECT_EQ(calls, 3);
+}
+
+TEST(FakeClockTest, CountsSleepersWithDeadlinesAhead) {
+  FakeClock clock;
+  EXPECT_EQ(clock.sleepers(), 0u);
+  const MonoTime deadline = clock.now() + 2s;
+  std::atomic<bool> woke{false};
+  std::jthread sleeper([&](std::stop_token stop) { woke = clock.sleepUntil(deadline, stop); });
+  while (clock.sleepers() != 1) std::this_thread::sleep_for(1ms);
+  EXPECT_TRUE(clock.sleepingUntil(deadline));
+  EXPECT_FALSE(clock.sleepingUntil(deadline + 1ms));
+  clock.advance(1s);
+  EXPECT_EQ(clock.sleepers(), 1u);
+  clock.advance(1s);
+  EXPECT_EQ(clock.sleepers(), 0u) << "a deadline reached is no longer ahead";
+  sleeper.join();
+  EXPECT_TRUE(woke.load());
+  EXPECT_FALSE(clock.sleepingUntil(deadline));
 }
 
 TEST(ErrorTest, RetryableClassesAndDescription) {
