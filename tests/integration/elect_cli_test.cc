@@ -23,10 +23,19 @@ std::string electBinary() { return std::string(SINGLETON_BINARY_DIR) + "/cli/sin
 
 std::unique_ptr<Process> candidate(const std::string& lease, const std::string& id,
                                    std::vector<std::string> command = {}) {
-  std::vector<std::string> argv = {electBinary(),       "--lease",          lease,  "--identity",
-                                   id,                  "--kubeconfig",     cluster().kubeconfigPath().string(),
-                                   "--lease-duration",  "4s",               "--renew-deadline", "3s",
-                                   "--retry-period",    "1s"};
+  std::vector<std::string> argv = {electBinary(),
+                                   "--lease",
+                                   lease,
+                                   "--identity",
+                                   id,
+                                   "--kubeconfig",
+                                   cluster().kubeconfigPath().string(),
+                                   "--lease-duration",
+                                   "4s",
+                                   "--renew-deadline",
+                                   "3s",
+                                   "--retry-period",
+                                   "1s"};
   if (!command.empty()) {
     argv.push_back("--");
     argv.insert(argv.end(), command.begin(), command.end());
@@ -149,11 +158,11 @@ TEST(ElectCliTest, SigtermLeaderReleasesAndAnotherLeadsWithinASecond) {
 }
 
 TEST(ElectCliTest, CommandRunsOnlyWhileLeadingWithTheFencingToken) {
-  auto a = candidate("default/elect-command", "cmd-a",
-                     {"sh", "-c", "echo token=$SINGLETON_FENCING_TOKEN; exec sleep 1000"});
+  auto a =
+      candidate("default/elect-command", "cmd-a", {"sh", "-c", "echo token=$SINGLETON_FENCING_TOKEN; exec sleep 1000"});
   ASSERT_TRUE(a->waitForLine([](const std::string& l) { return l == "token=0"; }, 30s)) << a->stderrText();
-  auto b = candidate("default/elect-command", "cmd-b",
-                     {"sh", "-c", "echo token=$SINGLETON_FENCING_TOKEN; exec sleep 1000"});
+  auto b =
+      candidate("default/elect-command", "cmd-b", {"sh", "-c", "echo token=$SINGLETON_FENCING_TOKEN; exec sleep 1000"});
   ASSERT_TRUE(b->waitForLine([](const std::string& l) { return isEvent(l, "new_leader"); }, 30s));
   std::this_thread::sleep_for(1s);
   EXPECT_FALSE(b->waitForLine([](const std::string& l) { return l.rfind("token=", 0) == 0; }, 0ms))

@@ -53,9 +53,9 @@ class LeaderAuditorTest : public ::testing::Test {
         << error;
   }
   void label(const std::string& name, const std::string& role, const Json& token) {
-    Json patch = {{"metadata",
-                   {{"labels", {{"singleton.dev/role", role}}},
-                    {"annotations", {{"singleton.dev/fencing-token", token}}}}}};
+    Json patch = {
+        {"metadata",
+         {{"labels", {{"singleton.dev/role", role}}}, {"annotations", {{"singleton.dev/fencing-token", token}}}}}};
     ASSERT_TRUE(client_->mergePatch(kube::kPods, kNs, name, patch).ok());
   }
 

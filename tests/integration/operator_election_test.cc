@@ -256,11 +256,10 @@ TEST_F(OperatorElectionTest, LeaderPodFailedFailsOver) {
 TEST_F(OperatorElectionTest, NodeHeartbeatStopsPodsTurnNotReadyAndLeadershipMovesOffTheNode) {
   // One pod per node, so the leader's node holds no other pod of the workload.
   Json spec = {{"template", workloadObject("lost", 3)["spec"]["template"]}};
-  spec["template"]["spec"]["affinity"] = {
-      {"podAntiAffinity",
-       {{"requiredDuringSchedulingIgnoredDuringExecution",
-         Json::array({{{"labelSelector", {{"matchLabels", {{"app", "lost"}}}}},
-                       {"topologyKey", "kubernetes.io/hostname"}}})}}}};
+  spec["template"]["spec"]["affinity"] = {{"podAntiAffinity",
+                                           {{"requiredDuringSchedulingIgnoredDuringExecution",
+                                             Json::array({{{"labelSelector", {{"matchLabels", {{"app", "lost"}}}}},
+                                                           {"topologyKey", "kubernetes.io/hostname"}}})}}}};
   createWorkload(workloadObject("lost", 3, spec));
   auto leader = waitForSteadyLeader("lost", kSteady);
   ASSERT_TRUE(leader) << auditor().describe("lost");

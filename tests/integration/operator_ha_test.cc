@@ -70,8 +70,9 @@ TEST_F(OperatorHaTest, ExactlyOneOperatorLeadsAndEveryReplicaServesProbesAndMetr
     EXPECT_EQ(code, 200);
     // client-go's leader-election gauge: 1 on the leader only.
     const bool leads = i == *leader;
-    EXPECT_NE(body.find(std::string("leader_election_master_status{name=\"singleton-operator\"} ") + (leads ? "1" : "0")),
-              std::string::npos)
+    EXPECT_NE(
+        body.find(std::string("leader_election_master_status{name=\"singleton-operator\"} ") + (leads ? "1" : "0")),
+        std::string::npos)
         << "replica " << i << (leads ? " (leader)" : "") << ":\n"
         << body.substr(0, 3000);
   }
@@ -161,19 +162,22 @@ TEST_F(OperatorHaTest, PausedOperatorLeaderResumesAfterATakeoverAndWritesNothing
   std::this_thread::sleep_for(2s);
   auto lease_after = getLease("ha-stop-leader");
   ASSERT_TRUE(lease_after);
-  EXPECT_EQ((*lease_after)["metadata"].value("resourceVersion", ""), (*lease_before)["metadata"].value("resourceVersion", ""))
+  EXPECT_EQ((*lease_after)["metadata"].value("resourceVersion", ""),
+            (*lease_before)["metadata"].value("resourceVersion", ""))
       << "the workload Lease was written after the stale operator resumed:\n"
       << lease_after->dump(2);
   EXPECT_EQ(auditor().leaderships("ha-stop").size(), leaderships_before) << auditor().describe("ha-stop");
-  EXPECT_EQ(auditor().eventCount(), events_before) << "pods were written after the stale operator resumed:\n" << [&] {
-    std::string what;
-    const auto events = auditor().events("ha-stop");
-    for (std::size_t i = events_before; i < events.size(); ++i) {
-      what += "  " + events[i].type + " " + events[i].pod.name + " rv " + events[i].pod.resource_version + " role " +
-              events[i].pod.role + (events[i].pod.ready ? " ready" : " not ready") + "\n";
-    }
-    return what;
-  }();
+  EXPECT_EQ(auditor().eventCount(), events_before)
+      << "pods were written after the stale operator resumed:\n"
+      << [&] {
+           std::string what;
+           const auto events = auditor().events("ha-stop");
+           for (std::size_t i = events_before; i < events.size(); ++i) {
+             what += "  " + events[i].type + " " + events[i].pod.name + " rv " + events[i].pod.resource_version +
+                     " role " + events[i].pod.role + (events[i].pod.ready ? " ready" : " not ready") + "\n";
+           }
+           return what;
+         }();
   harness().ensureOperatorsRunning();
 }
 

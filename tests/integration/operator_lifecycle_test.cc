@@ -44,11 +44,10 @@ TEST_F(OperatorLifecycleTest, TemplateChangeRollsEveryPodWithExactlyOneFailover)
   const auto before = auditor().leaderships("roll");
 
   // A new container command: every pod must be replaced.
-  auto patched = harness().client().jsonPatch(
-      kWorkloads, ns(), "roll",
-      Json::array({{{"op", "replace"},
-                    {"path", "/spec/template/spec/containers/0/command"},
-                    {"value", {"sleep", "2000000"}}}}));
+  auto patched = harness().client().jsonPatch(kWorkloads, ns(), "roll",
+                                              Json::array({{{"op", "replace"},
+                                                            {"path", "/spec/template/spec/containers/0/command"},
+                                                            {"value", {"sleep", "2000000"}}}}));
   ASSERT_TRUE(patched.ok()) << patched.error().describe();
 
   // Done when three Ready, non-terminating pods carry the new hash and the leader is steady on one of them.
