@@ -62,6 +62,7 @@ struct Controller::Impl {
         service_reflector(client, kube::kServices,
                           reflectorOptions(options.watch_namespace, kLabelWorkload, stripService), informers.services,
                           clock) {
+    informers.pods_resource_version = [this] { return pod_reflector.lastResourceVersion(); };
     for (const auto result : {"success", "error", "requeue"}) {
       metrics.counter(kMetricReconciles, kHelpReconciles, {{"result", result}});
     }

@@ -3,6 +3,7 @@
 // are warm when it takes over — and the workers only while this replica leads.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <stop_token>
 #include <string>
@@ -20,6 +21,9 @@ class WriteGate {
   virtual ~WriteGate() = default;
   virtual bool mayWrite() const = 0;
   virtual fencing::FencingToken term() const = 0;
+  // The revision (etcd's, as a resourceVersion) of this replica's own Lease when it began leading: every write of an
+  // earlier operator leader is older. 0 when unknown.
+  virtual std::uint64_t leadingSince() const { return 0; }
 };
 
 struct ControllerOptions {

@@ -2,6 +2,7 @@
 // tests), an index of pods by workload, and the transforms that keep the caches small.
 #pragma once
 
+#include <functional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -39,6 +40,9 @@ struct Informers {
   watch::Cache leases;    // labelSelector singleton.dev/workload
   watch::Cache services;  // labelSelector singleton.dev/workload
   PodIndex pod_index;
+  // The resourceVersion up to which `pods` has applied every change (its reflector's position, bookmarks included);
+  // unset or "" when unknown, e.g. in unit tests that fill the caches directly.
+  std::function<std::string()> pods_resource_version;
 };
 
 // "ns/<label singleton.dev/workload>" of a pod, Lease or Service; "" when it has no such label.

@@ -23,9 +23,10 @@ const log::Logger& logger() {
 
 }  // namespace
 
-void LeaderGate::open(fencing::FencingToken term) {
+void LeaderGate::open(fencing::FencingToken term, std::uint64_t revision) {
   // The term is in place before the gate opens: a writer that sees mayWrite() reads the term it leads under.
   term_ = term.value();
+  leading_since_ = revision;
   leading_ = true;
 }
 
@@ -93,7 +94,7 @@ Manager::Manager(const Options& options, std::shared_ptr<kube::Transport> transp
 Manager::~Manager() = default;
 
 void Manager::onStartedLeading(fencing::FencingToken token, std::stop_token stop) {
-  gate_.open(token);
+  gate_.open(token, kube::revisionOf(elector_->observedVersion()).value_or(0));
   // The elector requests this stop the moment leadership ends or the process is told to stop; closing the gate
   // right then (not when the workers have drained) keeps in-flight reconciles from writing as a former leader.
   std::stop_callback close_gate(stop, [this] { gate_.close(); });

@@ -26,9 +26,10 @@ class LeaderGate final : public WriteGate {
  public:
   bool mayWrite() const override { return leading_.load() && !stopped_.load(); }
   fencing::FencingToken term() const override { return fencing::FencingToken(term_.load()); }
+  std::uint64_t leadingSince() const override { return leading_since_.load(); }
 
-  // This replica leads under `term` (its Lease's fencing token).
-  void open(fencing::FencingToken term);
+  // This replica leads under `term` (its Lease's fencing token) since `revision` (its Lease's resourceVersion, or 0).
+  void open(fencing::FencingToken term, std::uint64_t revision = 0);
   // Leadership ended (lost, or handed back).
   void close() { leading_ = false; }
   // The elector is being stopped: no writes from now on, even before leadership formally ends.
@@ -38,6 +39,7 @@ class LeaderGate final : public WriteGate {
   std::atomic<bool> leading_{false};
   std::atomic<bool> stopped_{false};
   std::atomic<std::int64_t> term_{0};
+  std::atomic<std::uint64_t> leading_since_{0};
 };
 
 // The health checks' tolerance beyond lease_duration before a leading elector counts as wedged.

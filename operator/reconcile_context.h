@@ -2,6 +2,7 @@
 // later steps and the status see the result), and what it found on the way. Internal to the reconciler.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -20,6 +21,10 @@ inline const std::string kHelpFailoverDuration =
     "successor being labelled leader.";
 inline const std::string kMetricFailovers = "singleton_failovers_total";
 inline const std::string kHelpFailovers = "Leadership moves from one pod to another, by reason.";
+inline const std::string kMetricPromotions = "singleton_promotions_total";
+inline const std::string kHelpPromotions =
+    "Pods labelled leader, by how the other pods' labels were checked first: cache (complete up to this replica's "
+    "leadership and its own label writes) or api (each pod read again).";
 inline const std::string kMetricFencingToken = "singleton_workload_fencing_token";
 inline const std::string kHelpFencingToken = "The fencing token (leaseTransitions) of each workload's Lease.";
 // Error.reason of the self-fencing refusal.
@@ -35,6 +40,11 @@ struct Context {
   std::map<std::string, Json> pods;
   std::optional<kube::Lease> lease;
   std::optional<Json> service;
+  // Revisions that decide whether `pods` can be trusted for leader labels without reading the API (promote()): the
+  // pod cache's position before `pods` was read from it, and that of this replica's last leader-label write on the
+  // workload's pods before this reconcile (0 = unknown / none).
+  std::uint64_t pods_cache_revision = 0;
+  std::uint64_t labels_written_at = 0;
 
   // Findings.
   std::string leader;           // the pod labelled leader when the labels step finished; "" = none

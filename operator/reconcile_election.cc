@@ -2,10 +2,12 @@
 // moved), choose a successor and move the Lease first (compare-and-swap, token+1); then make the pod labels follow
 // the Lease, demoting every other pod before promoting the holder.
 //
-// Why this never labels two pods leader: a pod is only promoted by promote(), which first reads again (from the API,
-// not the cache) every pod of the workload it knows of, and demotes each one other than the holder that carries the
-// label, each demotion confirmed by the API (or NotFound). Pods are created as standbys. One worker handles a workload
-// at a time, so nothing labels a pod between those reads and the promotion.
+// Why this never labels two pods leader: a pod is only promoted by promote(), after every other pod of the workload
+// that carries the label has been demoted, each demotion confirmed by the API (or NotFound). Which pods carry it is
+// read from the pod cache when that cache is provably complete for leader labels (past this replica's own Lease
+// write and its own last label write on the workload: podCacheCoversLabels), else again from the API. Pods are
+// created as standbys. One worker handles a workload at a time, so nothing labels a pod between those reads and the
+// promotion.
 #include <climits>
 
 #include "operator/logging.h"
@@ -277,13 +279,19 @@ util::Status Reconciler::promote(Context& ctx, const std::string& name, long lon
   const std::string uid = metaString(*ctx.pod(name), "uid");
   const std::string token_text = std::to_string(token);
 
-  // The cache may not show a promotion made moments ago; the API does. Every pod of the workload we know of (the
-  // cache, our recent writes, the expected names, the holder) is read again, and each one that carries the leader
-  // label loses it before this one gets it. Reads of single objects, not a list by label: in Kubernetes 1.20 a
-  // quorum list makes the apiserver decode every pod of the namespace from etcd (a cold start of 1,000 workloads
-  // spent most of its time there), and a list from its watch cache may be older than the promotion we look for.
+  // labelPods() has demoted every other pod that ctx.pods shows with the label. When the pod cache behind ctx.pods
+  // is complete for leader labels, that is all of them. Otherwise (a replica that has just begun to lead, a label
+  // write of ours the watch has not delivered) the cache may not show a promotion made moments ago, but the API
+  // does: every pod of the workload we know of (the cache, our recent writes, the expected names, the holder) is
+  // read again, and each one that carries the leader label loses it before this one gets it. Reads of single
+  // objects, not a list by label: in Kubernetes 1.20 a quorum list makes the apiserver decode every pod of the
+  // namespace from etcd, and a list from its watch cache may be older than the promotion we look for.
+  const bool from_cache = podCacheCoversLabels(ctx);
+  metrics_.counter(kMetricPromotions, kHelpPromotions, {{"check", from_cache ? "cache" : "api"}}).inc();
   std::vector<std::string> names;
-  for (const auto& [item_name, pod] : ctx.pods) names.push_back(item_name);
+  if (!from_cache) {
+    for (const auto& [item_name, pod] : ctx.pods) names.push_back(item_name);
+  }
   bool already = false;
   for (const std::string& item_name : names) {
     auto fresh = client_.get(kube::kPods, w.ns, item_name);

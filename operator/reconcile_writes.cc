@@ -127,6 +127,7 @@ util::Status Reconciler::demotePod(Context& ctx, const std::string& name) {
     ctx.pods.erase(name);  // gone: nothing left to demote
     return {};
   }
+  noteLabelWrite(ctx, *patched);
   rememberPod(ctx, base, std::move(*patched));
   return {};
 }
@@ -137,6 +138,7 @@ util::Status Reconciler::patchPod(Context& ctx, const std::string& name, const J
   const std::string base = pod ? metaString(*pod, "resourceVersion") : "";
   auto patched = client_.jsonPatch(kube::kPods, ctx.workload.ns, name, patch_ops);
   if (!patched.ok()) return std::move(patched).takeError();
+  noteLabelWrite(ctx, *patched);
   rememberPod(ctx, base, std::move(*patched));
   return {};
 }

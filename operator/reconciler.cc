@@ -1,6 +1,8 @@
 #include "operator/reconciler.h"
 
+#include <algorithm>
 #include <charconv>
+#include <limits>
 #include <set>
 
 #include "operator/logging.h"
@@ -30,6 +32,7 @@ Reconciler::Reconciler(kube::Client& client, const Informers& informers, EventRe
     : client_(client), informers_(informers), events_(events), metrics_(metrics), clock_(clock), recent_(clock) {
   // Registered up front so that /metrics shows the family before the first failover.
   metrics_.histogram(kMetricFailoverDuration, kHelpFailoverDuration, latencyBuckets());
+  for (const char* check : {"cache", "api"}) metrics_.counter(kMetricPromotions, kHelpPromotions, {{"check", check}});
 }
 
 ReconcileResult Reconciler::reconcile(const std::string& key, const WriteGate& gate) {
@@ -125,6 +128,16 @@ util::Status Reconciler::observe(Context& ctx) {
   }
   ctx.service = recent_.resolve("services/" + w.ns + "/" + w.name, informers_.services.get(w.ns, w.name));
 
+  // Before the pods are read: the cache only moves forward, so they are at least this fresh.
+  if (informers_.pods_resource_version) {
+    ctx.pods_cache_revision = kube::revisionOf(informers_.pods_resource_version()).value_or(0);
+  }
+  {
+    std::lock_guard lock(mutex_);
+    const auto it = label_writes_.find(w.key());
+    if (it != label_writes_.end()) ctx.labels_written_at = it->second;
+  }
+
   std::set<std::string> names;
   for (const std::string& pod_key : informers_.pod_index.podKeys(w.key()))
     names.insert(pod_key.substr(w.ns.size() + 1));
@@ -145,6 +158,25 @@ void Reconciler::forgetWorkload(const std::string& ns, const std::string& name) 
   recent_.forgetPrefix("services/" + ns + "/" + name);
   std::lock_guard lock(mutex_);
   failover_started_.erase(ns + "/" + name);
+  label_writes_.erase(ns + "/" + name);
+}
+
+void Reconciler::noteLabelWrite(const Context& ctx, const Json& pod) {
+  // An unreadable version counts as the highest: the cache can then never be shown to cover it.
+  const std::uint64_t revision =
+      kube::revisionOf(metaString(pod, "resourceVersion")).value_or(std::numeric_limits<std::uint64_t>::max());
+  std::lock_guard lock(mutex_);
+  std::uint64_t& last = label_writes_[ctx.workload.key()];
+  last = std::max(last, revision);
+}
+
+bool Reconciler::podCacheCoversLabels(const Context& ctx) const {
+  // Every leader label was written by an operator leader: by an earlier one before this replica's own Lease write
+  // (leadingSince), or by this replica. etcd orders all writes by one revision, and the cache applies changes in that
+  // order, so a cache past both revisions shows all of them; this reconcile's own writes are in ctx.pods from the
+  // API's answers, and no other reconcile of the workload runs meanwhile.
+  const std::uint64_t since = ctx.gate.leadingSince();
+  return since != 0 && ctx.pods_cache_revision >= since && ctx.pods_cache_revision >= ctx.labels_written_at;
 }
 
 void Reconciler::noteFailoverStart(const std::string& key, util::MonoTime since, long long token) {

@@ -7,6 +7,7 @@
 //   reconcile_writes.cc    every API write, each behind the write gate
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -86,6 +87,10 @@ class Reconciler {
   void event(Context& ctx, EventType type, const std::string& reason, const std::string& message);
   void flushEvents(Context& ctx);
   void rememberPod(Context& ctx, const std::string& base_version, Json pod);
+  // A leader label added or removed by us at `pod`'s resourceVersion.
+  void noteLabelWrite(const Context& ctx, const Json& pod);
+  // The pod cache (ctx.pods) shows every leader label an operator wrote on the workload's pods.
+  bool podCacheCoversLabels(const Context& ctx) const;
 
   // Failover timing: when the current failover of a workload started (first unhealthy observation, or what the API
   // recorded), until the successor is labelled.
@@ -108,6 +113,7 @@ class Reconciler {
     long long token = 0;
   };
   std::map<std::string, FailoverStart> failover_started_;  // by workload key
+  std::map<std::string, std::uint64_t> label_writes_;      // by workload key: revision of our last label write
 };
 
 }  // namespace singleton::op

@@ -37,8 +37,8 @@ util::Status validateTimings(Millis lease_duration, Millis renew_deadline, Milli
                util::formatDuration(renew_deadline) + ")");
   }
   if (renew_deadline.count() * 10 <= retry_period.count() * 12) {
-    return bad("renew deadline (" + util::formatDuration(renew_deadline) + ") must be greater than 1.2 x retry period (" +
-               util::formatDuration(retry_period) + ")");
+    return bad("renew deadline (" + util::formatDuration(renew_deadline) +
+               ") must be greater than 1.2 x retry period (" + util::formatDuration(retry_period) + ")");
   }
   return {};
 }
@@ -73,6 +73,11 @@ std::string LeaderElector::observedLeader() const {
 fencing::FencingToken LeaderElector::observedToken() const {
   std::lock_guard guard(mutex_);
   return fencing::FencingToken(observed_.current ? observed_.current->record.leader_transitions : 0);
+}
+
+std::string LeaderElector::observedVersion() const {
+  std::lock_guard guard(mutex_);
+  return observed_.current ? observed_.current->version : "";
 }
 
 util::Status LeaderElector::healthCheck(Millis tolerance) const {
@@ -127,8 +132,8 @@ bool LeaderElector::expiredLocked(util::MonoTime now) const {
   if (!observed_.current) return true;
   const auto& record = observed_.current->record;
   if (record.holder_identity.empty()) return true;
-  const Millis duration = record.lease_duration_seconds > 0 ? Millis(record.lease_duration_seconds * 1000LL)
-                                                            : config_.lease_duration;
+  const Millis duration =
+      record.lease_duration_seconds > 0 ? Millis(record.lease_duration_seconds * 1000LL) : config_.lease_duration;
   return now >= observed_.changed_at + duration;
 }
 
@@ -239,8 +244,8 @@ util::MonoTime LeaderElector::nextAttemptLocked(util::MonoTime now, bool last_at
   const auto& record = observed_.current->record;
   if (record.holder_identity.empty()) return last_attempt_failed ? now + config_.retry_period : now;
   if (record.holder_identity == config_.lock->identity()) return now;  // ours already (e.g. we restarted)
-  const Millis duration = record.lease_duration_seconds > 0 ? Millis(record.lease_duration_seconds * 1000LL)
-                                                            : config_.lease_duration;
+  const Millis duration =
+      record.lease_duration_seconds > 0 ? Millis(record.lease_duration_seconds * 1000LL) : config_.lease_duration;
   const util::MonoTime expiry = observed_.changed_at + duration;
   return expiry > now ? expiry : now + (last_attempt_failed ? config_.retry_period : Millis(0));
 }
@@ -325,10 +330,11 @@ LeaderElector::Outcome LeaderElector::run(std::stop_token stop) {
   std::jthread watcher;
   if (config_.watch_record) {
     watcher = std::jthread([this](std::stop_token watch_stop) {
-      auto status = config_.lock->watch([this](const std::optional<VersionedRecord>& seen) { observe(seen); },
-                                        watch_stop);
-      if (!status.ok()) spdlog::warn("lease {}: cannot watch, polling instead: {}", config_.lock->describe(),
-                                     status.error().describe());
+      auto status =
+          config_.lock->watch([this](const std::optional<VersionedRecord>& seen) { observe(seen); }, watch_stop);
+      if (!status.ok())
+        spdlog::warn("lease {}: cannot watch, polling instead: {}", config_.lock->describe(),
+                     status.error().describe());
     });
   }
 
@@ -344,7 +350,8 @@ LeaderElector::Outcome LeaderElector::run(std::stop_token stop) {
     }
     spdlog::info("lease {}: {} started leading with token {}", config_.lock->describe(), config_.lock->identity(),
                  token.value());
-    std::jthread work([this, token](std::stop_token work_stop) { config_.callbacks.on_started_leading(token, work_stop); });
+    std::jthread work(
+        [this, token](std::stop_token work_stop) { config_.callbacks.on_started_leading(token, work_stop); });
     std::stop_callback forward(stop, [&work] { work.request_stop(); });
     leadLoop(stop);
     outcome = stop.stop_requested() ? Outcome::kStopped : Outcome::kLostLeadership;

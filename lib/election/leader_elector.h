@@ -72,6 +72,9 @@ class LeaderElector {
   // The holder as last observed ("" when none) and its token.
   std::string observedLeader() const;
   fencing::FencingToken observedToken() const;
+  // The record's version (the Lease's resourceVersion) as last observed; "" when none. From on_started_leading on,
+  // it is at least the version of this candidate's acquiring write.
+  std::string observedVersion() const;
   // Healthy unless this candidate leads and has not renewed for lease_duration + tolerance (a wedged elector).
   util::Status healthCheck(util::Millis tolerance) const;
 

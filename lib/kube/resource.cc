@@ -1,5 +1,7 @@
 #include "kube/resource.h"
 
+#include <charconv>
+
 namespace singleton::kube {
 namespace {
 
@@ -14,6 +16,14 @@ std::string groupVersionPath(const Resource& resource) {
 }
 
 }  // namespace
+
+std::optional<std::uint64_t> revisionOf(std::string_view resource_version) {
+  std::uint64_t revision = 0;
+  const char* end = resource_version.data() + resource_version.size();
+  const auto [at, ec] = std::from_chars(resource_version.data(), end, revision);
+  if (resource_version.empty() || ec != std::errc() || at != end) return std::nullopt;
+  return revision;
+}
 
 std::string urlEncode(const std::string& text) {
   static constexpr char kHex[] = "0123456789ABCDEF";

@@ -1,7 +1,10 @@
 // Which REST collection an object lives in, and the URL paths built from it.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace singleton::kube {
 
@@ -18,6 +21,11 @@ inline const Resource kEvents{"", "v1", "events", true};
 inline const Resource kNodes{"", "v1", "nodes", false};
 inline const Resource kNamespaces{"", "v1", "namespaces", false};
 inline const Resource kLeases{"coordination.k8s.io", "v1", "leases", true};
+
+// A resourceVersion as the etcd revision it is in practice (one counter for every object of a cluster, growing with
+// each write), or nullopt when it is not a plain decimal number. The API calls resourceVersions opaque, so callers
+// use this only to skip work, with the safe path for nullopt.
+std::optional<std::uint64_t> revisionOf(std::string_view resource_version);
 
 // Percent-encodes a query or path component.
 std::string urlEncode(const std::string& text);

@@ -3,10 +3,12 @@
 // independently and fails the test if two pods of a workload are ever labelled leader at once or a token does not
 // grow.
 #include <gtest/gtest.h>
+
 #include <signal.h>
 
 #include <chrono>
 #include <iostream>
+#include <regex>
 #include <set>
 #include <thread>
 
@@ -181,6 +183,16 @@ TEST_F(OperatorElectionTest, DeletedLeaderPodFailsOverAndIsRecreatedAsStandby) {
   ASSERT_TRUE(ws);
   EXPECT_TRUE((*ws)["status"].contains("lastFailoverTime"));
   EXPECT_TRUE(eventually([&] { return hasEvent(harness(), ns(), "del", "Failover"); }, 20s));
+
+  // A steady operator leader's pod cache is past its own leadership and its label writes: promotions need no reads.
+  const auto op = harness().operatorLeader();
+  ASSERT_TRUE(op);
+  const auto [code, metrics] = harness().httpGet(harness().metricsPort(*op), "/metrics");
+  ASSERT_EQ(code, 200);
+  std::smatch cached;
+  ASSERT_TRUE(std::regex_search(metrics, cached, std::regex(R"(singleton_promotions_total\{check="cache"\} (\d+))")))
+      << metrics;
+  EXPECT_GE(std::stoi(cached[1]), 1) << metrics;
 }
 
 TEST_F(OperatorElectionTest, LeaderNotReadyFailsOverAndTheOldLeaderStaysStandby) {

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 
+#include "operator/reconcile_context.h"
 #include "reconciler_harness.h"
 
 namespace singleton::op {
@@ -54,8 +56,8 @@ INSTANTIATE_TEST_SUITE_P(EveryStep, InterruptedFailoverTest,
                                   (param.param.after_apply ? "AnswerLost" : "Failed");
                          });
 
-// Before a promotion every pod is read again, one by one: in Kubernetes 1.20 a quorum list by label makes the
-// apiserver decode every pod of the namespace from etcd.
+// Without a pod cache known to be complete, every pod is read again before a promotion, one by one: in Kubernetes
+// 1.20 a quorum list by label makes the apiserver decode every pod of the namespace from etcd.
 TEST(ReconcilerFaultTest, PromotionRereadsEachPodInsteadOfListingTheNamespace) {
   Harness h;
   h.steadyWorkload("w", 3);
@@ -70,6 +72,68 @@ TEST(ReconcilerFaultTest, PromotionRereadsEachPodInsteadOfListingTheNamespace) {
   }
   for (const std::string& path : during) EXPECT_EQ(path.find("/pods?"), std::string::npos) << path;
   EXPECT_EQ(h.leaders(), std::vector<std::string>{"w-1"});
+}
+
+std::vector<std::string> podReadsSince(const Harness& h, std::size_t before) {
+  std::vector<std::string> out;
+  const auto reads = h.cluster->reads();
+  for (std::size_t i = before; i < reads.size(); ++i) {
+    if (reads[i].find("/pods/") != std::string::npos) out.push_back(reads[i]);
+  }
+  return out;
+}
+
+// A pod cache past this replica's own Lease write and its own last label write shows every leader label: the
+// failover costs the Lease write and the two pod patches, no reads.
+TEST(ReconcilerFaultTest, PromotionTrustsAPodCachePastOurLeadershipAndOurLabelWrites) {
+  Harness h;
+  h.trackPodCacheRevision();
+  h.gate.leading_since = 1;
+  h.steadyWorkload("w", 3);
+  h.setReady("w-0", false);
+  const std::size_t before = h.cluster->reads().size();
+  ASSERT_EQ(h.reconcile("w").action, Action::kForget);
+  EXPECT_EQ(podReadsSince(h, before), std::vector<std::string>{});
+  EXPECT_EQ(h.leaders(), std::vector<std::string>{"w-1"});
+  EXPECT_EQ(h.token("w-1"), "1");
+  EXPECT_EQ(h.counter(kMetricPromotions, {{"check", "cache"}}), 2);  // the first election and this failover
+  EXPECT_EQ(h.counter(kMetricPromotions, {{"check", "api"}}), 0);
+  EXPECT_TRUE(h.cluster->violations().empty()) << ::testing::PrintToString(h.cluster->violations());
+}
+
+// Leading since a revision the pod cache has not reached: an earlier operator leader's last label may be missing.
+TEST(ReconcilerFaultTest, PromotionRereadsWhileThePodCacheIsBehindOurLeadership) {
+  Harness h;
+  h.trackPodCacheRevision();
+  h.gate.leading_since = std::numeric_limits<std::uint64_t>::max();
+  h.steadyWorkload("w", 3);
+  h.setReady("w-0", false);
+  const std::size_t before = h.cluster->reads().size();
+  ASSERT_EQ(h.reconcile("w").action, Action::kForget);
+  EXPECT_EQ(podReadsSince(h, before).size(), 3u);
+  EXPECT_EQ(h.counter(kMetricPromotions, {{"check", "cache"}}), 0);
+  EXPECT_EQ(h.counter(kMetricPromotions, {{"check", "api"}}), 2);
+  EXPECT_EQ(h.leaders(), std::vector<std::string>{"w-1"});
+}
+
+// Our own promotion that the pod cache has not shown yet: the next promotion reads the pods again and finds it.
+TEST(ReconcilerFaultTest, PromotionRereadsWhileThePodCacheIsBehindOurOwnLabelWrite) {
+  Harness h;
+  h.trackPodCacheRevision();
+  h.gate.leading_since = 1;
+  h.steadyWorkload("w", 3);
+  h.setReady("w-0", false);
+  h.sync();
+  h.hold_pods_revision = true;  // from here on the cache never reports a position past the next promotion
+  ASSERT_EQ(h.reconcileStale("w").action, Action::kForget);
+  ASSERT_EQ(h.leaders(), std::vector<std::string>{"w-1"});
+  h.changeWorkload("w", [](Json& w) { w["metadata"]["annotations"][kAnnotationSwitchoverTo] = "w-2"; });
+  const std::size_t before = h.cluster->reads().size();
+  ASSERT_EQ(h.reconcile("w").action, Action::kForget);
+  EXPECT_EQ(podReadsSince(h, before).size(), 3u);
+  EXPECT_EQ(h.counter(kMetricPromotions, {{"check", "api"}}), 1);
+  EXPECT_EQ(h.leaders(), std::vector<std::string>{"w-2"});
+  EXPECT_TRUE(h.cluster->violations().empty()) << ::testing::PrintToString(h.cluster->violations());
 }
 
 TEST(ReconcilerFaultTest, FailoverWritesTheLeaseFirstThenDemotesThenPromotes) {

@@ -25,8 +25,10 @@ class FakeGate final : public WriteGate {
  public:
   bool mayWrite() const override { return may_write.load(); }
   fencing::FencingToken term() const override { return fencing::FencingToken(term_value.load()); }
+  std::uint64_t leadingSince() const override { return leading_since.load(); }
   std::atomic<bool> may_write{true};
   std::atomic<long long> term_value{1};
+  std::atomic<std::uint64_t> leading_since{0};
 };
 
 inline Json podTemplate(const std::string& image = "app:1") {
@@ -60,10 +62,15 @@ class Harness {
 
   // The caches as a fresh list would fill them (transforms included).
   void sync() {
+    if (!hold_pods_revision) pods_revision = cluster->resourceVersion();
     feed(informers.workloads, cluster->list(kWorkloads), stripObject);
     feed(informers.pods, cluster->list(kube::kPods), stripPod);
     feed(informers.leases, cluster->list(kube::kLeases), stripObject);
     feed(informers.services, cluster->list(kube::kServices), stripService);
+  }
+  // The pod cache reports its position (the revision of its last sync, or the held one), as a reflector does.
+  void trackPodCacheRevision() {
+    informers.pods_resource_version = [this] { return pods_revision; };
   }
   ReconcileResult reconcile(const std::string& name) {
     sync();
@@ -177,6 +184,8 @@ class Harness {
   ApiEventRecorder recorder;
   Reconciler reconciler;
   FakeGate gate;
+  std::string pods_revision;
+  bool hold_pods_revision = false;  // the cache's contents move on, its reported position stays
 
  private:
   static void feed(watch::Cache& cache, std::vector<Json> objects, void (*transform)(Json&)) {
