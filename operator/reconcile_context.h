@@ -47,9 +47,11 @@ struct Context {
   std::uint64_t labels_written_at = 0;
 
   // Findings.
-  std::string leader;           // the pod labelled leader when the labels step finished; "" = none
-  std::string released_holder;  // the holder this reconcile took the Lease from, leaving nobody leading
-  std::string problem_reason;   // a spec problem for the Ready condition (e.g. PodCreateFailed)
+  std::string leader;            // the pod labelled leader when the labels step finished; "" = none
+  std::string released_holder;   // the holder this reconcile took the Lease from, leaving nobody leading
+  bool created_pods = false;     // this pass created pods: their first changes are moments away
+  bool status_deferred = false;  // so the status was left for the next pass
+  std::string problem_reason;    // a spec problem for the Ready condition (e.g. PodCreateFailed)
   std::string problem_message;
   std::optional<util::Error> deferred_error;  // finish the reconcile (status), then retry with backoff
   struct PendingEvent {

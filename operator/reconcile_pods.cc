@@ -24,6 +24,7 @@ util::Status Reconciler::ensurePods(Context& ctx) {
   }
   // One Event for the pods of one pass (a new workload's replicas): Events are API writes too.
   if (!created.empty()) {
+    ctx.created_pods = true;
     std::string names;
     for (const std::string& name : created) names += (names.empty() ? "" : ", ") + name;
     event(ctx, EventType::kNormal, "PodCreated", (created.size() == 1 ? "created pod " : "created pods ") + names);

@@ -99,6 +99,9 @@ ReconcileResult Reconciler::reconcile(const std::string& key, const WriteGate& g
     kLog.warn("reconcile incomplete", {.err = ctx.deferred_error->describe(), .object = {ns, name}});
     return {ReconcileResult::Action::kRetry, {}, ctx.deferred_error->describe()};
   }
+  if (ctx.status_deferred) {
+    return {ReconcileResult::Action::kRequeueAfter, kStatusAfterCreate, "status deferred until the new pods start"};
+  }
   return {};
 }
 

@@ -51,6 +51,9 @@ class Reconciler {
   // How long a replica whose term is below a workload Lease's waits before looking again (it should have lost its
   // own election by then).
   static constexpr util::Millis kStaleTermRecheck{30'000};
+  // A pass that created pods leaves the status to the next one, which comes with the pods' first changes or after
+  // this long, whichever is first.
+  static constexpr util::Millis kStatusAfterCreate{1'000};
 
  private:
   util::Status run(Context& ctx);

@@ -265,7 +265,7 @@ TEST(ReconcilerRolloutTest, WaitsForEachReplacementToBeReady) {
   h.changeWorkload("w", [](Json& w) { w["spec"]["template"] = testing::podTemplate("app:2"); });
   ASSERT_EQ(h.reconcile("w").action, Action::kForget);  // deletes w-2
   EXPECT_FALSE(h.pod("w-2"));
-  ASSERT_EQ(h.reconcile("w").action, Action::kForget);  // creates w-2 (not Ready)
+  ASSERT_EQ(h.reconcile("w").action, Action::kRequeueAfter);  // creates w-2 (not Ready), the status waits
   ASSERT_TRUE(h.pod("w-2"));
   for (int i = 0; i < 3; ++i) ASSERT_EQ(h.reconcile("w").action, Action::kForget);
   EXPECT_TRUE(h.pod("w-1"));  // not replaced while w-2 is not Ready

@@ -21,6 +21,11 @@ class ReconcilerTest : public ::testing::Test {
 
 TEST_F(ReconcilerTest, CreatesPodsWithOwnerReferencesAndNoLeaderUntilOneIsReady) {
   const Json workload = h.addWorkload("w", 3);
+  const ReconcileResult created_pass = h.reconcile("w");
+  // The status waits for the new pods' first changes (or a second): it would be rewritten at once.
+  EXPECT_EQ(created_pass.action, Action::kRequeueAfter);
+  EXPECT_EQ(created_pass.after, Reconciler::kStatusAfterCreate);
+  EXPECT_EQ(h.status("w"), Json::object());
   EXPECT_EQ(h.reconcile("w").action, Action::kForget);
 
   for (const std::string name : {"w-0", "w-1", "w-2"}) {
@@ -53,7 +58,7 @@ TEST_F(ReconcilerTest, CreatesPodsWithOwnerReferencesAndNoLeaderUntilOneIsReady)
 
 TEST_F(ReconcilerTest, StartupElectionPicksTheLowestReadyOrdinalWithTokenZero) {
   h.addWorkload("w", 3, {{"leaseDurationSeconds", 20}});
-  ASSERT_EQ(h.reconcile("w").action, Action::kForget);
+  ASSERT_EQ(h.reconcile("w").action, Action::kRequeueAfter);  // created the pods
   h.setReady("w-2", true);
   h.setReady("w-1", true);
   ASSERT_EQ(h.reconcile("w").action, Action::kForget);
@@ -291,7 +296,7 @@ TEST_F(ReconcilerTest, ServiceSelectsTheLeaderAndGoesWithTheField) {
 
 TEST_F(ReconcilerTest, EventsDescribeTheWorkloadAndFoldRepeats) {
   const Json workload = h.addWorkload("w", 1);
-  ASSERT_EQ(h.reconcile("w").action, Action::kForget);
+  ASSERT_EQ(h.reconcile("w").action, Action::kRequeueAfter);
   const auto created = h.events("PodCreated");
   ASSERT_EQ(created.size(), 1u);
   const Json& e = created[0];
@@ -309,7 +314,7 @@ TEST_F(ReconcilerTest, EventsDescribeTheWorkloadAndFoldRepeats) {
 
   // The same pod deleted and created again: one Event object, count 2.
   h.cluster->erase(kube::kPods, kNs, "w-0");
-  ASSERT_EQ(h.reconcile("w").action, Action::kForget);
+  ASSERT_EQ(h.reconcile("w").action, Action::kRequeueAfter);
   const auto again = h.events("PodCreated");
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0]["count"], 2);
@@ -317,8 +322,8 @@ TEST_F(ReconcilerTest, EventsDescribeTheWorkloadAndFoldRepeats) {
 
 TEST_F(ReconcilerTest, EventFailuresNeverFailTheReconcile) {
   h.addWorkload("w", 1);
-  h.cluster->failWrite(3);  // pod, status, then (last, best-effort) the PodCreated event
-  EXPECT_EQ(h.reconcile("w").action, Action::kForget);
+  h.cluster->failWrite(2);  // the pod, then (last, best-effort) the PodCreated event; the status waits
+  EXPECT_EQ(h.reconcile("w").action, Action::kRequeueAfter);
   EXPECT_TRUE(h.pod("w-0"));
   EXPECT_TRUE(h.events("PodCreated").empty());
 }
