@@ -33,6 +33,8 @@ Commands:
 Environment:
   CLUSTER_READY_TIMEOUT   seconds to wait for the apiserver to become ready (default 90)
   CLUSTER_LOG_VERBOSITY   klog -v level for the Kubernetes components (default 1)
+  CLUSTER_APISERVER_FLAGS extra kube-apiserver flags, space-separated (e.g. --profiling=true to read
+                          /debug/pprof with `go tool pprof`)
   SINGLETON_KEEP_CLUSTER  if set (not 0) when `up --owner-pid` runs, the watchdog keeps DIR (logs) on teardown
 EOF
 }
@@ -275,6 +277,9 @@ apiserver_args() { # dir
     --enable-priority-and-fairness=false \
     --profiling=false \
     --v="$VERBOSITY"
+  # Later flags win, so these may also override the ones above.
+  local extra
+  for extra in ${CLUSTER_APISERVER_FLAGS:-}; do printf '%s\n' "$extra"; done
 }
 
 # Starts kube-apiserver with the flags recorded in DIR/run/kube-apiserver.args and waits for /readyz.
