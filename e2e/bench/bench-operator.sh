@@ -4,8 +4,11 @@
 # RSS, are the leader's; followers are shown too). Timings are measured by singleton-bench-operator from the arrival
 # times of events on one pod watch, which also audits every run: never two pods labelled leader, tokens only grow.
 # Usage: e2e/bench/bench-operator.sh [BUILD_DIR]
+# Each failover with a target starts on a quiet cluster (every workload steady, then BENCH_SETTLE_MS without a
+# failover), so it measures one failover, not its contention with the last one's aftermath (the deleted pod
+# recreated, status, events); a back-to-back run of deletions is reported beside it.
 # Env: BENCH_WORKLOADS=1000 (cold start and memory), BENCH_FAILOVERS=100 (per kind), BENCH_IDLE_WORKLOADS=100,
-#      BENCH_IDLE_WINDOW=60 (seconds), BENCH_KEEP=1 (keep logs)
+#      BENCH_IDLE_WINDOW=60 (seconds), BENCH_SETTLE_MS=200, BENCH_KEEP=1 (keep logs)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
@@ -20,6 +23,7 @@ workloads=${BENCH_WORKLOADS:-1000}
 failovers=${BENCH_FAILOVERS:-100}
 idle_workloads=${BENCH_IDLE_WORKLOADS:-100}
 idle_window=${BENCH_IDLE_WINDOW:-60}
+settle_ms=${BENCH_SETTLE_MS:-200}
 # 6 simulated nodes of 1,000 pods each: room for the cold start, the idle and the failover workloads together.
 nodes=6
 
@@ -98,10 +102,13 @@ if ((failovers > 0)); then
   step "failover workloads steady" "$dir/fo-steady.out" --namespace bench-failover steady --count 10 --replicas 3 \
     --prefix fo --timeout 120
   step "failovers (delete)" "$dir/failover-delete.out" --namespace bench-failover failover --prefix fo --workloads 10 \
-    --replicas 3 --count "$failovers" --mode delete --timeout 120 || true
+    --replicas 3 --count "$failovers" --mode delete --settle-ms "$settle_ms" --timeout 120 || true
   log "failover latency: $failovers failovers by the leader turning not Ready (sim.singleton.dev/ready=false)"
   step "failovers (not ready)" "$dir/failover-notready.out" --namespace bench-failover failover --prefix fo \
-    --workloads 10 --replicas 3 --count "$failovers" --mode notready --timeout 120 || true
+    --workloads 10 --replicas 3 --count "$failovers" --mode notready --settle-ms "$settle_ms" --timeout 120 || true
+  log "failover latency: $failovers failovers by deletion, back to back (each during the last one's aftermath)"
+  step "failovers (delete, back to back)" "$dir/failover-b2b.out" --namespace bench-failover failover --prefix fo \
+    --workloads 10 --replicas 3 --count "$failovers" --mode delete --timeout 120 || true
 fi
 
 # --- idle writes ---------------------------------------------------------------------------------------------------
@@ -134,6 +141,7 @@ fi
 log "done in $((SECONDS - started)) s"
 
 d="$dir/failover-delete.out"
+b="$dir/failover-b2b.out"
 n="$dir/failover-notready.out"
 l="$dir/failover-loaded.out"
 row() { printf '%-58s %14s   %s\n' "$1" "$2" "$3"; }
@@ -143,6 +151,7 @@ row "figure" "measured" "target"
 row "failover after leader pod deletion, p50 (ms)" "$(val watch_p50_ms "$d")" "<= 50"
 row "failover after leader pod deletion, p99 (ms)" "$(val watch_p99_ms "$d")" "<= 250"
 row "  (n, p90, max; p50/p99 from the DELETE request)" "$(val watch_n "$d"), $(val watch_p90_ms "$d"), $(val watch_max_ms "$d"); $(val request_p50_ms "$d")/$(val request_p99_ms "$d")" ""
+row "failover after deletion, back to back, p50/p99 (ms)" "$(val watch_p50_ms "$b")/$(val watch_p99_ms "$b")" "(no target)"
 row "failover after leader Ready=False, p50 (ms)" "$(val watch_p50_ms "$n")" "<= 50"
 row "failover after leader Ready=False, p99 (ms)" "$(val watch_p99_ms "$n")" "<= 250"
 row "  (n, p90, max)" "$(val watch_n "$n"), $(val watch_p90_ms "$n"), $(val watch_max_ms "$n")" ""
@@ -158,13 +167,14 @@ echo "RSS of every replica (* = leader), MiB: idle: $rss_idle_all"
 echo "                                      $idle_workloads workloads: $rss_100"
 echo "                                      $workloads workloads: $rss_scale_all"
 # A partial run (BENCH_FAILOVERS=0 ...) has no output from the skipped steps.
-violations=$({ cat "$d" "$n" "$l" "$dir/coldstart.out" 2>/dev/null || true; } | sed -n 's/^violations=//p' | awk '{ s += $1 } END { print s + 0 }')
+violations=$({ cat "$d" "$b" "$n" "$l" "$dir/coldstart.out" 2>/dev/null || true; } | sed -n 's/^violations=//p' | awk '{ s += $1 } END { print s + 0 }')
 echo "leader auditor over every run: $violations violations (two pods labelled leader, or a token that did not grow)"
 if ((${#failed_steps[@]})); then
   echo "FAILED steps: ${failed_steps[*]} (logs in $dir)"
 fi
 echo "Notes: latencies are arrival-time differences on one pod watch (the loss of the leader, then the new leader's"
-echo "label). Pods of the idle and cold-start workloads name their node in spec.nodeName, so kube-scheduler's"
-echo "binding rate (client QPS 50 in 1.20) is not part of the cold start; the apiserver's writes are counted from its"
-echo "/metrics, minus the simulated kubelet's heartbeats and the operator's own Lease renewals (both counted by watches)."
+echo "label); each failover with a target starts with every workload steady and ${settle_ms} ms without a failover."
+echo "Pods of the idle and cold-start workloads name their node in spec.nodeName, so kube-scheduler's binding rate"
+echo "(client QPS 50 in 1.20) is not part of the cold start; the apiserver's writes are counted from its /metrics,"
+echo "minus the simulated kubelet's heartbeats and the operator's own Lease renewals (both counted by watches)."
 ((${#failed_steps[@]} == 0))

@@ -3,10 +3,11 @@
 // arrival times on one watch stream, and every run also checks that no two pods of a workload were ever labelled
 // leader at once and that tokens only grew (the run fails otherwise).
 //
-//   singleton-bench-operator --kubeconfig F --namespace NS create   --count N [--replicas R] [--prefix P] [--nodes PFX:K]
-//   singleton-bench-operator --kubeconfig F --namespace NS coldstart --count N [--replicas R] [--prefix P] [--nodes PFX:K]
-//   singleton-bench-operator --kubeconfig F --namespace NS steady   --count N [--replicas R] [--prefix P]
-//   singleton-bench-operator --kubeconfig F --namespace NS failover --workloads K --count N --mode delete|notready
+//   singleton-bench-operator --kubeconfig F --namespace NS create   --count N [--replicas R] [--prefix P] [--nodes
+//   PFX:K] singleton-bench-operator --kubeconfig F --namespace NS coldstart --count N [--replicas R] [--prefix P]
+//   [--nodes PFX:K] singleton-bench-operator --kubeconfig F --namespace NS steady   --count N [--replicas R] [--prefix
+//   P] singleton-bench-operator --kubeconfig F --namespace NS failover --workloads K --count N --mode delete|notready
+//                                                                     [--settle-ms MS]
 //   singleton-bench-operator --kubeconfig F --namespace NS idle     --seconds W [--operator-lease NS/NAME]
 //
 // Results go to stdout as `key=value` lines (for the script); progress to stderr. Exit 1 on a failed run or a
@@ -25,8 +26,8 @@
 #include <thread>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "kube/client.h"
 #include "kube/config.h"
@@ -55,6 +56,7 @@ struct Args {
   std::string nodes;  // "PREFIX:K": set spec.nodeName to PREFIX<i % K> (no scheduler in the loop)
   int seconds = 60;
   int timeout = 600;
+  int settle_ms = 0;  // failover: before each one, every workload steady and then this long without a failover
   std::string operator_lease = "singleton-system/singleton-operator";
 };
 
@@ -73,20 +75,36 @@ Args parseArgs(int argc, char** argv) {
       if (i + 1 >= argc) usage("missing value for " + arg);
       return argv[++i];
     };
-    if (arg == "--kubeconfig") a.kubeconfig = value();
-    else if (arg == "--namespace") a.ns = value();
-    else if (arg == "--prefix") a.prefix = value();
-    else if (arg == "--count") a.count = std::stoi(value());
-    else if (arg == "--workloads") a.workloads = std::stoi(value());
-    else if (arg == "--replicas") a.replicas = std::stoi(value());
-    else if (arg == "--mode") a.mode = value();
-    else if (arg == "--nodes") a.nodes = value();
-    else if (arg == "--seconds") a.seconds = std::stoi(value());
-    else if (arg == "--timeout") a.timeout = std::stoi(value());
-    else if (arg == "--operator-lease") a.operator_lease = value();
-    else if (arg.rfind("--", 0) == 0) usage("unknown flag " + arg);
-    else if (a.command.empty()) a.command = arg;
-    else usage("unexpected argument " + arg);
+    if (arg == "--kubeconfig")
+      a.kubeconfig = value();
+    else if (arg == "--namespace")
+      a.ns = value();
+    else if (arg == "--prefix")
+      a.prefix = value();
+    else if (arg == "--count")
+      a.count = std::stoi(value());
+    else if (arg == "--workloads")
+      a.workloads = std::stoi(value());
+    else if (arg == "--replicas")
+      a.replicas = std::stoi(value());
+    else if (arg == "--mode")
+      a.mode = value();
+    else if (arg == "--nodes")
+      a.nodes = value();
+    else if (arg == "--seconds")
+      a.seconds = std::stoi(value());
+    else if (arg == "--timeout")
+      a.timeout = std::stoi(value());
+    else if (arg == "--settle-ms")
+      a.settle_ms = std::stoi(value());
+    else if (arg == "--operator-lease")
+      a.operator_lease = value();
+    else if (arg.rfind("--", 0) == 0)
+      usage("unknown flag " + arg);
+    else if (a.command.empty())
+      a.command = arg;
+    else
+      usage("unexpected argument " + arg);
   }
   if (a.command.empty()) usage("no command");
   return a;
@@ -97,9 +115,9 @@ double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(
 std::string workloadName(const Args& a, int i) { return a.prefix + "-" + std::to_string(i); }
 
 Json workloadObject(const Args& a, int i) {
-  Json spec = {{"terminationGracePeriodSeconds", 5},
-               {"containers",
-                Json::array({{{"name", "main"}, {"image", "busybox:1.36"}, {"command", {"sleep", "1000000"}}}})}};
+  Json spec = {
+      {"terminationGracePeriodSeconds", 5},
+      {"containers", Json::array({{{"name", "main"}, {"image", "busybox:1.36"}, {"command", {"sleep", "1000000"}}}})}};
   if (!a.nodes.empty()) {
     const auto colon = a.nodes.rfind(':');
     const int k = std::max(1, std::stoi(a.nodes.substr(colon + 1)));
@@ -120,7 +138,8 @@ class Bench {
     auto transport = kube::makeTransport(*config, kube::TransportOptions{4});
     if (!transport.ok()) usage(transport.error().describe());
     transport_ = *transport;
-    client_ = std::make_unique<kube::Client>(transport_, kube::ClientOptions{std::chrono::seconds(30), "singleton-bench"});
+    client_ =
+        std::make_unique<kube::Client>(transport_, kube::ClientOptions{std::chrono::seconds(30), "singleton-bench"});
   }
 
   int run() {
@@ -208,6 +227,7 @@ class Bench {
   int coldstart() {
     ensureNamespace();
     auto auditor = startAuditor(false);
+    const auto requests_before = apiserverRequests(/*writes_only=*/false);
     const auto t0 = Clock::now();
     std::thread creator([&] {
       if (!createAll(a_.count)) std::cerr << "some workloads could not be created\n";
@@ -250,6 +270,13 @@ class Bench {
       std::cout << "coldstart_led=" << led << "\n";
       return 1;
     }
+    // Where the apiserver's time went: every request of the cold start (the operators', the kubelet's, ours).
+    std::cerr << "apiserver requests during the cold start, per workload:";
+    for (const auto& [key, value] : apiserverRequests(/*writes_only=*/false)) {
+      const double d = value - (requests_before.count(key) ? requests_before.at(key) : 0.0);
+      if (d >= a_.count / 10.0) std::fprintf(stderr, " %s %.1f;", key.c_str(), d / a_.count);
+    }
+    std::cerr << "\n";
     char buf[256];
     std::snprintf(buf, sizeof buf,
                   "coldstart_workloads=%d\ncoldstart_pods=%d\ncoldstart_first_leader_seconds=%.2f\n"
@@ -328,6 +355,23 @@ class Bench {
     int failures = 0;
     for (int n = 0; n < a_.count; ++n) {
       const std::string workload = workloadName(a_, n % a_.workloads);
+      if (a_.settle_ms > 0) {
+        // Each failover on a quiet cluster: the last one's aftermath (the deleted pod recreated, status, events)
+        // has landed everywhere.
+        const bool all_steady = auditor->waitUntil(
+            [&](const LeaderAuditor::State& s) {
+              for (int i = 0; i < a_.workloads; ++i) {
+                if (!isSteady(s, workloadName(a_, i), a_.replicas)) return false;
+              }
+              return true;
+            },
+            std::chrono::seconds(a_.timeout));
+        if (!all_steady) {
+          std::cerr << "failover " << n << ": the workloads did not settle\n";
+          return 1;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(a_.settle_ms));
+      }
       if (!auditor->waitUntil([&](const LeaderAuditor::State& s) { return isSteady(s, workload, a_.replicas); },
                               std::chrono::seconds(a_.timeout))) {
         std::cerr << "workload " << workload << " not steady:\n" << auditor->describe(workload);
@@ -430,8 +474,10 @@ class Bench {
     std::jthread thread;
   };
 
-  // apiserver_request_total summed by "VERB resource[/subresource]" for every write verb.
-  std::map<std::string, double> apiserverWrites() {
+  std::map<std::string, double> apiserverWrites() { return apiserverRequests(/*writes_only=*/true); }
+
+  // apiserver_request_total summed by "VERB resource[/subresource]" (watches never; reads unless `writes_only`).
+  std::map<std::string, double> apiserverRequests(bool writes_only) {
     auto text = client_->raw("GET", "/metrics");
     std::map<std::string, double> out;
     if (!text.ok()) {
@@ -449,7 +495,8 @@ class Bench {
     while (std::getline(in, line)) {
       if (line.rfind("apiserver_request_total{", 0) != 0) continue;
       const std::string verb = label(line, "verb");
-      if (verb == "GET" || verb == "LIST" || verb == "WATCH" || verb == "WATCHLIST" || verb == "CONNECT") continue;
+      if (verb == "WATCH" || verb == "WATCHLIST" || verb == "CONNECT") continue;
+      if (writes_only && (verb == "GET" || verb == "LIST")) continue;
       std::string resource = label(line, "resource");
       const std::string sub = label(line, "subresource");
       if (!sub.empty()) resource += "/" + sub;
@@ -513,7 +560,8 @@ class Bench {
     std::cerr << "object changes seen by watches:";
     for (const auto& [label, n] : changes) std::cerr << " " << label << "=" << n;
     std::cerr << "\n";
-    for (const auto& [object, n] : watched[0].counter->byObject()) std::cerr << "  changed: " << object << " x" << n << "\n";
+    for (const auto& [object, n] : watched[0].counter->byObject())
+      std::cerr << "  changed: " << object << " x" << n << "\n";
     // Known: every node-lease and operator-lease change is one lease PUT; node changes are the kubelet's status
     // patches (the operator may not write nodes at all).
     double nodes_writes = 0;
@@ -522,14 +570,15 @@ class Bench {
     }
     const double known = changes["node-leases"] + changes["operator-lease"] + nodes_writes;
     const double beyond = total - known;
-    const int ns_changes = changes["pods"] + changes["leases"] + changes["services"] + changes["singletonworkloads"] +
-                           changes["events"];
+    const int ns_changes =
+        changes["pods"] + changes["leases"] + changes["services"] + changes["singletonworkloads"] + changes["events"];
     char buf[512];
-    std::snprintf(buf, sizeof buf,
-                  "idle_window_seconds=%d\napi_writes_total=%.0f\noperator_lease_renewals=%d\nnode_heartbeat_writes=%.0f\n"
-                  "api_writes_beyond_per_min=%.1f\nnamespace_changes_per_min=%.1f\noperator_lease_renewals_per_min=%.1f\n",
-                  a_.seconds, total, changes["operator-lease"], changes["node-leases"] + nodes_writes, beyond / minutes,
-                  ns_changes / minutes, changes["operator-lease"] / minutes);
+    std::snprintf(
+        buf, sizeof buf,
+        "idle_window_seconds=%d\napi_writes_total=%.0f\noperator_lease_renewals=%d\nnode_heartbeat_writes=%.0f\n"
+        "api_writes_beyond_per_min=%.1f\nnamespace_changes_per_min=%.1f\noperator_lease_renewals_per_min=%.1f\n",
+        a_.seconds, total, changes["operator-lease"], changes["node-leases"] + nodes_writes, beyond / minutes,
+        ns_changes / minutes, changes["operator-lease"] / minutes);
     std::cout << buf;
     return 0;
   }
