@@ -8,7 +8,8 @@
 # failover), so it measures one failover, not its contention with the last one's aftermath (the deleted pod
 # recreated, status, events); a back-to-back run of deletions is reported beside it.
 # Env: BENCH_WORKLOADS=1000 (cold start and memory), BENCH_FAILOVERS=100 (per kind), BENCH_IDLE_WORKLOADS=100,
-#      BENCH_IDLE_WINDOW=60 (seconds), BENCH_SETTLE_MS=200, BENCH_KEEP=1 (keep logs)
+#      BENCH_IDLE_WINDOW=60 (seconds), BENCH_SETTLE_MS=200, BENCH_OPERATOR_WORKERS (the operator's --workers;
+#      default: its own default), BENCH_KEEP=1 (keep logs)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
@@ -24,6 +25,8 @@ failovers=${BENCH_FAILOVERS:-100}
 idle_workloads=${BENCH_IDLE_WORKLOADS:-100}
 idle_window=${BENCH_IDLE_WINDOW:-60}
 settle_ms=${BENCH_SETTLE_MS:-200}
+worker_flags=()
+[[ -n ${BENCH_OPERATOR_WORKERS:-} ]] && worker_flags=(--workers "$BENCH_OPERATOR_WORKERS")
 # 6 simulated nodes of 1,000 pods each: room for the cold start, the idle and the failover workloads together.
 nodes=6
 
@@ -52,12 +55,13 @@ kubectl apply -f "$bench_root/crds/singleton.dev_singletonworkloads.yaml" >/dev/
 kubectl wait --for condition=established --timeout=60s crd/singletonworkloads.singleton.dev >/dev/null
 kubectl create namespace singleton-system >/dev/null
 "$kubelet" --nodes "$nodes" --heartbeat 2s --workers 8 --log-level warn >"$dir/kubelet.log" 2>&1 &
+kubelet_pid=$!
 pids+=($!)
 disown
 declare -A op_pid
 for id in op-0 op-1 op-2; do
   "$operator" --identity "$id" --leader-election-namespace singleton-system --health-probe-bind-address 0 \
-    --metrics-bind-address 0 --log-level warn >"$dir/operator-$id.log" 2>&1 &
+    --metrics-bind-address 0 --log-level warn "${worker_flags[@]}" >"$dir/operator-$id.log" 2>&1 &
   op_pid[$id]=$!
   pids+=($!)
   disown
@@ -70,11 +74,29 @@ until [[ -n $(operator_leader) ]]; do
 done
 until [[ $(kubectl get nodes --no-headers 2>/dev/null | grep -c ' Ready ') == "$nodes" ]]; do sleep 0.2; done
 leader=$(operator_leader)
-log "operator leader: $leader (3 replicas, lease 15s / renew 10s / retry 2s, 2 workers); $nodes simulated nodes"
+log "operator leader: $leader (3 replicas, lease 15s / renew 10s / retry 2s, ${BENCH_OPERATOR_WORKERS:-default} workers); $nodes simulated nodes"
 
 bench() { "$driver" --kubeconfig "$KUBECONFIG" "$@"; }
 val() { local v; v=$(sed -n "s/^$1=//p" "$2" 2>/dev/null || true); echo "${v:--}"; }
 rss_100="-" rss_scale_leader="-" rss_scale_all="-"
+# "name=cpu-seconds ..." for every process of the run; cpu_spent BEFORE AFTER prints the differences.
+cpu_all() {
+  local name
+  for name in etcd kube-apiserver kube-controller-manager kube-scheduler; do
+    printf '%s=%s ' "$name" "$(cpu_seconds "$(cat "$dir/cluster/run/$name.pid" 2>/dev/null)")"
+  done
+  printf 'sim-kubelet=%s ' "$(cpu_seconds "$kubelet_pid")"
+  for name in op-0 op-1 op-2; do printf '%s=%s ' "$name" "$(cpu_seconds "${op_pid[$name]}")"; done
+}
+cpu_spent() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    n = split(a, x, " "); for (i = 1; i <= n; i++) { split(x[i], kv, "="); before[kv[1]] = kv[2] }
+    n = split(b, y, " "); for (i = 1; i <= n; i++) {
+      split(y[i], kv, "="); d = kv[2] - before[kv[1]]; total += d; out = out sprintf("%s %.0f, ", kv[1], d)
+    }
+    printf "%stogether %.0f", out, total }'
+}
+cpu_coldstart="-"
 rss_all() { for id in op-0 op-1 op-2; do printf '%s%s ' "$id" "$([[ $id == "$leader" ]] && echo '*')=$(rss_mib "${op_pid[$id]}")"; done; }
 
 sleep 5
@@ -126,8 +148,10 @@ fi
 # --- cold start and memory at scale --------------------------------------------------------------------------------
 if ((workloads > 0)); then
   log "cold start: $workloads workloads x 3 pods created at once, until every one has a labelled leader"
+  cpu_before=$(cpu_all)
   step "cold start" "$dir/coldstart.out" --namespace bench-scale coldstart --count "$workloads" --replicas 3 \
     --prefix cs --nodes "sim-node-:$nodes" --timeout 600 || true
+  cpu_coldstart=$(cpu_spent "$cpu_before" "$(cpu_all)")
   sleep 10
   rss_scale_leader=$(rss_mib "${op_pid[$leader]}")
   rss_scale_all=$(rss_all)
@@ -168,6 +192,7 @@ echo "                                      $idle_workloads workloads: $rss_100"
 echo "                                      $workloads workloads: $rss_scale_all"
 # A partial run (BENCH_FAILOVERS=0 ...) has no output from the skipped steps.
 violations=$({ cat "$d" "$b" "$n" "$l" "$dir/coldstart.out" 2>/dev/null || true; } | sed -n 's/^violations=//p' | awk '{ s += $1 } END { print s + 0 }')
+echo "CPU seconds during the cold start: $cpu_coldstart; the benchmark's driver $(val coldstart_driver_cpu_seconds "$dir/coldstart.out")"
 echo "leader auditor over every run: $violations violations (two pods labelled leader, or a token that did not grow)"
 if ((${#failed_steps[@]})); then
   echo "FAILED steps: ${failed_steps[*]} (logs in $dir)"
