@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
 .PHONY: help deps control-plane build build-asan test test-unit test-asan demo demo-elect bench-elector \
-        bench-operator format tidy clean
+        bench-operator format format-check tidy clean
 
 help:
 	@echo "make demo           the operator on a local control plane: election, failover, fencing tokens"
@@ -15,7 +15,7 @@ help:
 	@echo "make test-unit      unit tests only (no control plane)"
 	@echo "make bench-elector  singleton-elect vs client-go's leader-election example, side by side"
 	@echo "make bench-operator operator failover latency, idle writes, memory, cold start"
-	@echo "make deps | control-plane | build | build-asan | format | tidy | clean"
+	@echo "make deps | control-plane | build | build-asan | format | format-check | tidy | clean"
 
 deps:
 	@bash scripts/deps.sh
@@ -61,6 +61,9 @@ bench-operator: control-plane build
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i
+
+format-check:
+	@git ls-files '*.cc' '*.h' | xargs clang-format --dry-run --Werror
 
 tidy: build
 	@git ls-files 'lib/*.cc' 'cli/*.cc' 'operator/*.cc' 'e2e/*.cc' | xargs clang-tidy -p $(BUILD_DIR) --quiet

@@ -133,7 +133,8 @@ std::string Registry::render() const {
   for (const auto& [name, f] : families_) {
     const char* type = f.kind == Kind::kCounter ? "counter" : f.kind == Kind::kGauge ? "gauge" : "histogram";
     out += "# HELP " + name + " " + f.help + "\n# TYPE " + name + " " + type + "\n";
-    for (const auto& [labels, c] : f.counters) out += name + formatLabels(labels) + " " + formatNumber(c->value()) + "\n";
+    for (const auto& [labels, c] : f.counters)
+      out += name + formatLabels(labels) + " " + formatNumber(c->value()) + "\n";
     for (const auto& [labels, gauge] : f.gauges) {
       out += name + formatLabels(labels) + " " + formatNumber(gauge->value()) + "\n";
     }

@@ -54,8 +54,7 @@ util::Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& a
   const int rc = posix_spawnp(&pid, args[0], nullptr, &attr, args.data(), envp.data());
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {
-    return util::makeError(util::ErrorCode::kInvalidArgument,
-                           "cannot run \"" + argv[0] + "\": " + std::strerror(rc));
+    return util::makeError(util::ErrorCode::kInvalidArgument, "cannot run \"" + argv[0] + "\": " + std::strerror(rc));
   }
   return ChildProcess(pid);
 }

@@ -10,8 +10,8 @@
 
 #include "cli/singleton-elect/child_process.h"
 #include "cli/singleton-elect/options.h"
-#include "election/lease_lock.h"
 #include "election/leader_elector.h"
+#include "election/lease_lock.h"
 #include "kube/beast_transport.h"
 #include "kube/client.h"
 #include "kube/config.h"
@@ -33,10 +33,10 @@ class EventPrinter {
   explicit EventPrinter(std::string identity) : identity_(std::move(identity)) {}
   void print(const char* event, const std::string& leader, fencing::FencingToken token) {
     nlohmann::ordered_json line = {{"ts", util::formatMillisTime(util::systemClock().wallNow())},
-                           {"event", event},
-                           {"identity", identity_},
-                           {"leader", leader},
-                           {"token", token.value()}};
+                                   {"event", event},
+                                   {"identity", identity_},
+                                   {"leader", leader},
+                                   {"token", token.value()}};
     std::lock_guard guard(mutex_);
     std::fputs((line.dump() + "\n").c_str(), stdout);
     std::fflush(stdout);

@@ -88,8 +88,8 @@ util::Result<VersionedRecord> LeaseLock::create(const LeaderElectionRecord& reco
   return versioned(*created);
 }
 
-util::Result<VersionedRecord> LeaseLock::update(const std::string& expected_version,
-                                                const LeaderElectionRecord& record, util::Millis timeout) {
+util::Result<VersionedRecord> LeaseLock::update(const std::string& expected_version, const LeaderElectionRecord& record,
+                                                util::Millis timeout) {
   kube::Lease lease;
   lease.name = options_.name;
   lease.ns = options_.ns;

@@ -39,8 +39,8 @@ class Lock {
   // kAlreadyExists when someone created it first.
   virtual util::Result<VersionedRecord> create(const LeaderElectionRecord& record, util::Millis timeout) = 0;
   // Compare-and-swap: kConflict when the record is no longer at `expected_version`.
-  virtual util::Result<VersionedRecord> update(const std::string& expected_version,
-                                               const LeaderElectionRecord& record, util::Millis timeout) = 0;
+  virtual util::Result<VersionedRecord> update(const std::string& expected_version, const LeaderElectionRecord& record,
+                                               util::Millis timeout) = 0;
 
   // Calls `on_change` with every new version of the record (nullopt: deleted) until `stop`; blocks. Returns early
   // (with an error) only if watching is impossible; transient failures are retried inside.

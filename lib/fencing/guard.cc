@@ -4,9 +4,9 @@ namespace singleton::fencing {
 namespace {
 
 util::Error stale(FencingToken token, std::int64_t highest) {
-  util::Error e = util::makeError(util::ErrorCode::kConflict, "stale fencing token " + token.str() +
-                                                                  ": a leader with token " + std::to_string(highest) +
-                                                                  " has already written");
+  util::Error e =
+      util::makeError(util::ErrorCode::kConflict, "stale fencing token " + token.str() + ": a leader with token " +
+                                                      std::to_string(highest) + " has already written");
   e.reason = "StaleFencingToken";
   return e;
 }

@@ -62,7 +62,7 @@ struct ClusterConfig {
   std::shared_ptr<TokenSource> token;
   // Basic auth is deliberately unsupported (removed from Kubernetes in 1.19).
   std::string default_namespace = "default";  // the context's namespace, or the pod's namespace in-cluster
-  std::string origin;  // "kubeconfig /path (context ctx)" or "in-cluster", for messages
+  std::string origin;                         // "kubeconfig /path (context ctx)" or "in-cluster", for messages
 };
 
 struct KubeconfigOptions {

@@ -57,7 +57,9 @@ std::string formatTime(WallTime time) { return format(time, 0); }
 std::string formatMillisTime(WallTime time) { return format(time, 3); }
 
 Result<WallTime> parseTime(std::string_view text) {
-  auto bad = [&] { return makeError(ErrorCode::kInvalidArgument, "not an RFC 3339 time: \"" + std::string(text) + "\""); };
+  auto bad = [&] {
+    return makeError(ErrorCode::kInvalidArgument, "not an RFC 3339 time: \"" + std::string(text) + "\"");
+  };
   std::size_t pos = 0;
   int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
   if (!readDigits(text, pos, 4, year) || !expect(text, pos, '-') || !readDigits(text, pos, 2, month) ||

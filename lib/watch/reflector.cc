@@ -49,11 +49,16 @@ util::Error handlerError(const char* what) {
 
 const char* stateName(Reflector::State state) {
   switch (state) {
-    case Reflector::State::kEmpty: return "Empty";
-    case Reflector::State::kListing: return "Listing";
-    case Reflector::State::kWatching: return "Watching";
-    case Reflector::State::kBackoff: return "Backoff";
-    case Reflector::State::kStopped: return "Stopped";
+    case Reflector::State::kEmpty:
+      return "Empty";
+    case Reflector::State::kListing:
+      return "Listing";
+    case Reflector::State::kWatching:
+      return "Watching";
+    case Reflector::State::kBackoff:
+      return "Backoff";
+    case Reflector::State::kStopped:
+      return "Stopped";
   }
   return "Unknown";
 }
@@ -87,7 +92,9 @@ void Reflector::run(std::stop_token stop) {
   while (!stop.stop_requested()) {
     Outcome outcome = need_list ? list(stop) : watchOnce(stop);
     switch (outcome.next) {
-      case Next::kWatch: need_list = false; break;
+      case Next::kWatch:
+        need_list = false;
+        break;
       case Next::kRelist:
         spdlog::debug("reflector {}: relisting: {}", name_, outcome.error.describe());
         need_list = true;
@@ -97,7 +104,8 @@ void Reflector::run(std::stop_token stop) {
         if (outcome.relist) need_list = true;
         waitBackoff(outcome, need_list, stop);
         break;
-      case Next::kStop: break;
+      case Next::kStop:
+        break;
     }
   }
   state_ = State::kStopped;

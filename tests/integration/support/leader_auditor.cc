@@ -131,8 +131,8 @@ void LeaderAuditor::check(const std::string& workload, WorkloadState& w, const P
   }
   // A new leadership: a different pod (UID) than the last leader, or the same pod with a different token, or the
   // same pod again after another pod led in between.
-  const bool same_as_last = !w.leaderships.empty() && w.leaderships.back().uid == p.uid &&
-                            w.leaderships.back().token == *token;
+  const bool same_as_last =
+      !w.leaderships.empty() && w.leaderships.back().uid == p.uid && w.leaderships.back().token == *token;
   if (same_as_last) return;
   if (*token <= w.max_token) {
     std::ostringstream what;
@@ -260,15 +260,14 @@ std::size_t LeaderAuditor::eventCount() const {
   return state_.event_count;
 }
 
-bool LeaderAuditor::waitUntil(const std::function<bool(const State&)>& check,
-                              std::chrono::milliseconds timeout) const {
+bool LeaderAuditor::waitUntil(const std::function<bool(const State&)>& check, std::chrono::milliseconds timeout) const {
   std::unique_lock lock(mutex_);
   return changed_.wait_for(lock, timeout, [&] { return check(state_); });
 }
 
 std::optional<LeaderAuditor::Leadership> LeaderAuditor::waitForLeadership(const std::string& workload,
-                                                                           std::size_t after,
-                                                                           std::chrono::milliseconds timeout) const {
+                                                                          std::size_t after,
+                                                                          std::chrono::milliseconds timeout) const {
   std::optional<Leadership> found;
   waitUntil(
       [&](const State& s) {
@@ -287,8 +286,8 @@ std::string LeaderAuditor::describe(const std::string& workload) const {
   out << "auditor view of workload " << workload << " (" << state_.event_count << " pod events in total)\n";
   auto it = state_.workloads.find(workload);
   if (it != state_.workloads.end()) {
-    const auto origin = it->second.leaderships.empty() ? std::chrono::steady_clock::now()
-                                                       : it->second.leaderships.front().at;
+    const auto origin =
+        it->second.leaderships.empty() ? std::chrono::steady_clock::now() : it->second.leaderships.front().at;
     out << "  leaderships:";
     for (const auto& l : it->second.leaderships) {
       out << " " << l.pod << "@" << l.token << "(+"

@@ -46,9 +46,9 @@ class LeaderAuditor final : public watch::Handler {
     std::string uid;
     std::string resource_version;
     std::string node;
-    std::string role;                   // the singleton.dev/role label, "" when absent
-    std::optional<std::string> token;   // the singleton.dev/fencing-token annotation
-    std::string template_hash;          // the singleton.dev/template-hash annotation
+    std::string role;                  // the singleton.dev/role label, "" when absent
+    std::optional<std::string> token;  // the singleton.dev/fencing-token annotation
+    std::string template_hash;         // the singleton.dev/template-hash annotation
     std::string phase;
     bool ready = false;        // condition Ready=True
     bool terminating = false;  // metadata.deletionTimestamp set
@@ -89,8 +89,8 @@ class LeaderAuditor final : public watch::Handler {
   };
 
   struct Options {
-    std::string ns;              // "" = all namespaces
-    bool record_events = true;   // keep every PodEvent (tests); the bench turns it off and uses `listener`
+    std::string ns;             // "" = all namespaces
+    bool record_events = true;  // keep every PodEvent (tests); the bench turns it off and uses `listener`
     // Called on the watch thread under the auditor's lock after each event has been applied; must be quick.
     std::function<void(const PodEvent& event, const State& state)> listener;
   };

@@ -86,9 +86,10 @@ Json workloadObject(const std::string& ns, const std::string& name, int replicas
           {"spec",
            {{"terminationGracePeriodSeconds", 5},
             {"nodeSelector", {{kTestPoolKey, kTestPoolValue}}},
-            {"tolerations",
-             Json::array({{{"key", kTestPoolKey}, {"operator", "Equal"}, {"value", kTestPoolValue},
-                           {"effect", "NoSchedule"}}})},
+            {"tolerations", Json::array({{{"key", kTestPoolKey},
+                                          {"operator", "Equal"},
+                                          {"value", kTestPoolValue},
+                                          {"effect", "NoSchedule"}}})},
             {"containers",
              Json::array({{{"name", "main"}, {"image", "busybox:1.36"}, {"command", {"sleep", "1000000"}}}})}}}}}}}};
   for (auto it = spec.begin(); it != spec.end(); ++it) object["spec"][it.key()] = it.value();
@@ -132,8 +133,8 @@ void OperatorHarness::start() {
   // The CRD, Established.
   const std::string crd = std::string(SINGLETON_SOURCE_DIR) + "/crds/singleton.dev_singletonworkloads.yaml";
   if (auto r = cluster_.kubectl({"apply", "-f", crd}); !r.ok()) throw std::runtime_error("apply CRD: " + r.err);
-  if (auto r = cluster_.kubectl({"wait", "--for", "condition=established", "--timeout=60s",
-                                 "crd/singletonworkloads.singleton.dev"});
+  if (auto r = cluster_.kubectl(
+          {"wait", "--for", "condition=established", "--timeout=60s", "crd/singletonworkloads.singleton.dev"});
       !r.ok()) {
     throw std::runtime_error("CRD not Established: " + r.err);
   }
@@ -187,9 +188,7 @@ void OperatorHarness::startOperator(int index) {
   r.health_port = 0;
   r.metrics_port = 0;
   const std::string log = operatorLogPath(index).string();
-  {
-    std::ofstream(log, std::ios::app) << "==== starting " << identity(index) << "\n";
-  }
+  { std::ofstream(log, std::ios::app) << "==== starting " << identity(index) << "\n"; }
   // sh execs the operator with its output appended to the log file, so the pid is the operator's.
   std::vector<std::string> argv = {"/bin/sh",
                                    "-c",
@@ -278,8 +277,8 @@ int OperatorHarness::metricsPort(int index) const {
 
 std::pair<int, std::string> OperatorHarness::httpGet(int port, const std::string& path) const {
   if (port == 0) return {0, ""};
-  auto r = runCommand({"curl", "-s", "-m", "5", "-w", "\n%{http_code}",
-                       "http://127.0.0.1:" + std::to_string(port) + path});
+  auto r =
+      runCommand({"curl", "-s", "-m", "5", "-w", "\n%{http_code}", "http://127.0.0.1:" + std::to_string(port) + path});
   const auto nl = r.out.rfind('\n');
   if (nl == std::string::npos) return {0, ""};
   return {std::atoi(r.out.c_str() + nl + 1), r.out.substr(0, nl)};
@@ -328,8 +327,8 @@ std::vector<std::string> OperatorHarness::nodeNames() const {
 
 void OperatorHarness::startKubelet() {
   kubelet_ = std::make_unique<Process>(std::vector<std::string>{
-      simKubeletBinary(), "--kubeconfig", cluster_.kubeconfigPath().string(), "--nodes",
-      std::to_string(options_.nodes), "--node-prefix", options_.node_prefix, "--heartbeat", options_.heartbeat});
+      simKubeletBinary(), "--kubeconfig", cluster_.kubeconfigPath().string(), "--nodes", std::to_string(options_.nodes),
+      "--node-prefix", options_.node_prefix, "--heartbeat", options_.heartbeat});
   ++kubelet_starts_;
 }
 
@@ -354,8 +353,8 @@ void OperatorHarness::prepareNodes() {
       if (t.value("key", "") == kTestPoolKey) tainted = true;
     }
     if (!tainted) {
-      auto r = cluster_.kubectl({"taint", "node", node, std::string(kTestPoolKey) + "=" + kTestPoolValue +
-                                                          ":NoSchedule", "--overwrite"});
+      auto r = cluster_.kubectl(
+          {"taint", "node", node, std::string(kTestPoolKey) + "=" + kTestPoolValue + ":NoSchedule", "--overwrite"});
       if (!r.ok()) throw std::runtime_error("taint " + node + ": " + r.err);
     }
   }
@@ -485,11 +484,12 @@ void OperatorTest::SetUp() {
 void OperatorTest::TearDown() {
   if (auditor_) {
     const auto violations = auditor_->violations();
-    EXPECT_TRUE(violations.empty()) << "leader auditor violations:\n" << [&] {
-      std::string all;
-      for (const auto& v : violations) all += "  " + v + "\n";
-      return all;
-    }();
+    EXPECT_TRUE(violations.empty()) << "leader auditor violations:\n"
+                                    << [&] {
+                                         std::string all;
+                                         for (const auto& v : violations) all += "  " + v + "\n";
+                                         return all;
+                                       }();
     auditor_->stop();
   }
   if (HasFailure() && harness_ != nullptr) {
@@ -499,8 +499,8 @@ void OperatorTest::TearDown() {
       std::cerr << "---- pods in " << ns_ << ":\n";
       for (const Json& p : (*pods)["items"]) {
         const auto v = podView(p);
-        std::cerr << "  " << v.name << " role=" << v.role << " token=" << v.token.value_or("-")
-                  << " ready=" << v.ready << " node=" << v.node << " terminating=" << v.terminating << "\n";
+        std::cerr << "  " << v.name << " role=" << v.role << " token=" << v.token.value_or("-") << " ready=" << v.ready
+                  << " node=" << v.node << " terminating=" << v.terminating << "\n";
       }
     }
   }

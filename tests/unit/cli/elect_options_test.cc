@@ -9,8 +9,8 @@ using namespace std::chrono_literals;
 
 TEST(ElectOptionsTest, ParsesTheDocumentedInterface) {
   auto o = parseElectOptions({"--lease", "team/db-primary", "--identity=pod-1", "--kubeconfig", "/k", "--context",
-                              "dev", "--lease-duration", "4s", "--renew-deadline=3s", "--retry-period", "500ms",
-                              "--", "sh", "-c", "echo $SINGLETON_FENCING_TOKEN"});
+                              "dev", "--lease-duration", "4s", "--renew-deadline=3s", "--retry-period", "500ms", "--",
+                              "sh", "-c", "echo $SINGLETON_FENCING_TOKEN"});
   ASSERT_TRUE(o.ok()) << o.error().message;
   EXPECT_EQ(o->lease_namespace, "team");
   EXPECT_EQ(o->lease_name, "db-primary");
