@@ -10,7 +10,7 @@ CMAKE_FLAGS ?=
 help:
 	@echo "make demo           the operator on a local control plane: election, failover, fencing tokens"
 	@echo "make demo-elect     three singleton-elect candidates on one Lease: election, SIGKILL/SIGTERM takeover"
-	@echo "make test           everything from nothing: deps, control plane, build, unit + integration tests,"
+	@echo "make test           everything from nothing: deps, format check, control plane, build, unit + integration tests,"
 	@echo "                    then the same tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make test-unit      unit tests only (no control plane)"
 	@echo "make bench-elector  singleton-elect vs client-go's leader-election example, side by side"
@@ -35,7 +35,7 @@ build-asan: deps
 test-unit: build
 	ctest --test-dir $(BUILD_DIR) -L unit -j$(JOBS) --output-on-failure
 
-test: control-plane build build-asan
+test: format-check control-plane build build-asan
 	ctest --test-dir $(BUILD_DIR) -L unit -j$(JOBS) --output-on-failure
 	ctest --test-dir $(BUILD_DIR) -L integration -j2 --output-on-failure
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -62,7 +62,7 @@ bench-operator: control-plane build
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i
 
-format-check:
+format-check: deps
 	@git ls-files '*.cc' '*.h' | xargs clang-format --dry-run --Werror
 
 tidy: build

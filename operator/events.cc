@@ -67,7 +67,7 @@ std::string ApiEventRecorder::create(const Workload& workload, EventType type, c
   const auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.wallNow().time_since_epoch());
   char suffix[32];
   std::snprintf(suffix, sizeof suffix, "%llx", static_cast<unsigned long long>(nanos.count()) + sequence);
-  const std::string name = workload.name + "." + suffix;
+  std::string name = workload.name + "." + suffix;
 
   Json source = {{"component", options_.component}};
   if (!options_.instance.empty()) source["host"] = options_.instance;

@@ -22,7 +22,7 @@ namespace {
 // memory (beyond it, connections are closed at once).
 constexpr int kWorkers = 4;
 constexpr std::size_t kMaxPending = 64;
-constexpr std::size_t kMaxHeaderBytes = 8 * 1024;
+constexpr std::size_t kMaxHeaderBytes = std::size_t{8} * 1024;
 // A whole request must arrive within this, and a response must drain within it.
 constexpr auto kIoDeadline = std::chrono::seconds(5);
 

@@ -44,7 +44,8 @@ util::Result<std::shared_ptr<kube::Transport>> connect(const Options& options) {
 }
 
 util::Result<std::unique_ptr<Manager>> Manager::create(const Options& options,
-                                                       std::shared_ptr<kube::Transport> transport, ManagerDeps deps) {
+                                                       const std::shared_ptr<kube::Transport>& transport,
+                                                       const ManagerDeps& deps) {
   if (!transport) return util::makeError(util::ErrorCode::kInvalidArgument, "a transport is required");
   if (deps.clock == nullptr) return util::makeError(util::ErrorCode::kInvalidArgument, "a clock is required");
   std::unique_ptr<Manager> manager(new Manager(options, transport, *deps.clock));

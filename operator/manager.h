@@ -61,8 +61,8 @@ class Manager {
 
   // Builds everything without starting anything; fails on an invalid configuration.
   static util::Result<std::unique_ptr<Manager>> create(const Options& options,
-                                                       std::shared_ptr<kube::Transport> transport,
-                                                       ManagerDeps deps = {});
+                                                       const std::shared_ptr<kube::Transport>& transport,
+                                                       const ManagerDeps& deps = {});
   ~Manager();
   Manager(const Manager&) = delete;
   Manager& operator=(const Manager&) = delete;

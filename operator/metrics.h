@@ -68,7 +68,7 @@ class Registry {
  private:
   enum class Kind { kCounter, kGauge, kHistogram };
   struct Family {
-    Kind kind;
+    Kind kind{};
     std::string help;
     std::map<Labels, std::unique_ptr<Counter>> counters;
     std::map<Labels, std::unique_ptr<Gauge>> gauges;

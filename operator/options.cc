@@ -35,7 +35,7 @@ std::string env(const char* name) {
   return value ? value : "";
 }
 
-std::string trim(std::string text) {
+std::string trim(const std::string& text) {
   const auto begin = text.find_first_not_of(" \t\r\n");
   if (begin == std::string::npos) return "";
   return text.substr(begin, text.find_last_not_of(" \t\r\n") - begin + 1);

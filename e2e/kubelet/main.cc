@@ -93,8 +93,9 @@ int main(int argc, char** argv) {
   spdlog::info(
       "stopped: {} pod status writes (mean {:.1f} ms, max {:.1f} ms after the event), {} deletions, {} "
       "conflicts, {} retried errors, {} events needing no write",
-      writes, writes > 0 ? stats.latency_us_total.load() / 1000.0 / static_cast<double>(writes) : 0.0,
-      stats.latency_us_max.load() / 1000.0, stats.deletes.load(), stats.conflicts.load(), stats.errors.load(),
-      stats.skipped.load());
+      writes,
+      writes > 0 ? static_cast<double>(stats.latency_us_total.load()) / 1000.0 / static_cast<double>(writes) : 0.0,
+      static_cast<double>(stats.latency_us_max.load()) / 1000.0, stats.deletes.load(), stats.conflicts.load(),
+      stats.errors.load(), stats.skipped.load());
   return 0;
 }

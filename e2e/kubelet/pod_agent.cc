@@ -169,7 +169,8 @@ PodAgent::Outcome PodAgent::writeStatus(const std::string& key, Json pod, std::o
         long long max = stats_.latency_us_max.load();
         while (latency.count() > max && !stats_.latency_us_max.compare_exchange_weak(max, latency.count())) {
         }
-        spdlog::debug("pod {}: {} ({:.1f} ms after its event)", key, plan.what, latency.count() / 1000.0);
+        spdlog::debug("pod {}: {} ({:.1f} ms after its event)", key, plan.what,
+                      static_cast<double>(latency.count()) / 1000.0);
       } else {
         spdlog::debug("pod {}: {}", key, plan.what);
       }

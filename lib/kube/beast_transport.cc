@@ -36,7 +36,7 @@ namespace http = beast::http;
 using util::ErrorCode;
 using Request = http::request<http::string_body>;
 
-constexpr std::size_t kPieceSize = 16 * 1024;
+constexpr std::size_t kPieceSize = std::size_t{16} * 1024;
 constexpr std::uint32_t kHeaderLimit = 64 * 1024;
 constexpr const char* kDefaultUserAgent = "singleton-operator";
 
@@ -92,7 +92,7 @@ Exchange exchange(BeastConnection& connection, Request& request, HttpResponse& r
   if (result.error) return result;
 
   const auto& head = parser.get();
-  response.status = head.result_int();
+  response.status = static_cast<int>(head.result_int());
   for (const auto& field : head) {
     const auto name = field.name_string();
     const auto text = field.value();

@@ -32,7 +32,7 @@ using util::ErrorCode;
 
 // Our own deadline governs requests; cpprest's inactivity timer on the request client is only a backstop.
 constexpr auto kBackstopTimeout = std::chrono::hours(1);
-constexpr std::size_t kReadSize = 64 * 1024;
+constexpr std::size_t kReadSize = std::size_t{64} * 1024;
 constexpr const char* kDefaultUserAgent = "singleton-operator";
 
 std::string lower(std::string text) {
@@ -85,7 +85,7 @@ class CpprestTransport final : public Transport {
   http_client::http_client_config clientConfig(std::chrono::milliseconds timeout) const;
   std::shared_ptr<http_client::http_client> streamClient(std::chrono::milliseconds timeout);
   util::Result<http::http_request> build(const HttpRequest& request);
-  util::Error translate(std::exception_ptr failure, const HttpRequest& request, bool streaming);
+  util::Error translate(const std::exception_ptr& failure, const HttpRequest& request, bool streaming);
 
   ClusterConfig config_;
   std::shared_ptr<TlsSetup> tls_;
@@ -141,7 +141,7 @@ util::Result<http::http_request> CpprestTransport::build(const HttpRequest& requ
   }
 }
 
-util::Error CpprestTransport::translate(std::exception_ptr failure, const HttpRequest& request, bool streaming) {
+util::Error CpprestTransport::translate(const std::exception_ptr& failure, const HttpRequest& request, bool streaming) {
   const std::string what = describeRequest(request, config_.server);
   try {
     std::rethrow_exception(failure);
