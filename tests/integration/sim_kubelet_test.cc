@@ -180,7 +180,14 @@ TEST_F(SimKubeletTest, NodeIsReadySchedulableAndLeased) {
   for (const char* type : {"MemoryPressure", "DiskPressure", "PIDPressure"})
     EXPECT_EQ(conditionStatus(n, type), "False");
 
+  // A heartbeat writes the node's status first and its Lease right after: the Lease may be a moment behind.
   auto lease = client().getLease("kube-node-lease", kNode);
+  eventually(
+      [&] {
+        lease = client().getLease("kube-node-lease", kNode);
+        return lease.ok();
+      },
+      10s);
   ASSERT_TRUE(lease.ok()) << lease.error().describe();
   EXPECT_EQ(lease->spec.holder_identity, kNode);
   EXPECT_EQ(lease->spec.lease_duration_seconds, 40);
