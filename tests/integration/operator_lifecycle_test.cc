@@ -196,7 +196,9 @@ TEST_F(OperatorLifecycleTest, DeletingTheWorkloadGarbageCollectsPodsLeaseAndServ
   EXPECT_TRUE(eventually([&] { return listPods("gone").empty(); }, 90s)) << listPods("gone").size() << " pods left";
   EXPECT_TRUE(eventually([&] { return !getLease("gone-leader").has_value(); }, 90s));
   EXPECT_TRUE(eventually([&] { return !harness().getService(ns(), "gone").has_value(); }, 90s));
-  EXPECT_TRUE(auditor().currentLeaders("gone").empty());
+  // The auditor's pod watch may be a moment behind the list above.
+  EXPECT_TRUE(eventually([&] { return auditor().currentLeaders("gone").empty(); }, kSteady))
+      << auditor().describe("gone");
   // The operator does not recreate anything for a workload that is gone.
   std::this_thread::sleep_for(2s);
   EXPECT_TRUE(listPods("gone").empty());
