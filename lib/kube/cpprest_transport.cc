@@ -32,6 +32,9 @@ using util::ErrorCode;
 
 // Our own deadline governs requests; cpprest's inactivity timer on the request client is only a backstop.
 constexpr auto kBackstopTimeout = std::chrono::hours(1);
+// How long a transport being destroyed waits for its cancelled requests' continuations. Cancelling closes the
+// connection, so they finish in milliseconds; the bound only keeps a wedged pool from hanging shutdown.
+constexpr auto kDrainTimeout = std::chrono::milliseconds(5000);
 constexpr std::size_t kReadSize = std::size_t{64} * 1024;
 constexpr const char* kDefaultUserAgent = "singleton-operator";
 
@@ -49,8 +52,42 @@ void copyHeaders(const http::http_response& from, HttpResponse& to) {
   for (const auto& [name, value] : from.headers()) to.headers[lower(name)] = value;
 }
 
-// Handed from cpprest's continuation to the caller waiting in send().
+// Counts the sends whose cpprest continuations are still alive. A send that times out or is stopped returns at once,
+// leaving its cancelled continuation queued on cpprest's pool, whose threads are never joined; the transport's
+// destructor waits for those, so that nothing of ours outlives it (and LeakSanitizer sees no task at exit).
+class InFlight {
+ public:
+  void add() {
+    std::lock_guard guard(mutex_);
+    ++count_;
+  }
+  void remove() {
+    {
+      std::lock_guard guard(mutex_);
+      --count_;
+    }
+    idle_.notify_all();
+  }
+  bool waitUntilIdle(std::chrono::milliseconds limit) {
+    std::unique_lock lock(mutex_);
+    return idle_.wait_for(lock, limit, [this] { return count_ == 0; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable idle_;
+  int count_ = 0;
+};
+
+// Handed from cpprest's continuation to the caller waiting in send(). The continuations co-own it, so it dies with
+// the last of them.
 struct Outcome {
+  explicit Outcome(std::shared_ptr<InFlight> tracker) : in_flight(std::move(tracker)) { in_flight->add(); }
+  Outcome(const Outcome&) = delete;
+  Outcome& operator=(const Outcome&) = delete;
+  ~Outcome() { in_flight->remove(); }
+
+  std::shared_ptr<InFlight> in_flight;
   std::mutex mutex;
   std::condition_variable_any cv;
   bool done = false;
@@ -75,6 +112,14 @@ class CpprestTransport final : public Transport {
         tls_(std::move(tls)),
         base_(base),
         client_(std::make_unique<http_client::http_client>(base_, clientConfig(kBackstopTimeout))) {}
+  CpprestTransport(const CpprestTransport&) = delete;
+  CpprestTransport& operator=(const CpprestTransport&) = delete;
+  ~CpprestTransport() override {
+    if (!in_flight_->waitUntilIdle(kDrainTimeout)) {
+      spdlog::warn("transport for {}: cancelled requests still pending after {}; leaving them to cpprest's pool",
+                   config_.server, util::formatDuration(kDrainTimeout));
+    }
+  }
 
   util::Result<HttpResponse> send(const HttpRequest& request, std::stop_token stop) override;
   util::Result<HttpResponse> stream(const HttpRequest& request, const ChunkHandler& on_chunk,
@@ -91,6 +136,7 @@ class CpprestTransport final : public Transport {
   std::shared_ptr<TlsSetup> tls_;
   web::uri base_;
   std::unique_ptr<http_client::http_client> client_;  // one client, so connections are pooled and reused
+  std::shared_ptr<InFlight> in_flight_ = std::make_shared<InFlight>();
   std::mutex streams_mutex_;
   // Streams get their own clients because cpprest's inactivity timeout is per client; there is one per distinct
   // timeout, which in practice means one.
@@ -176,7 +222,7 @@ util::Result<HttpResponse> CpprestTransport::send(const HttpRequest& request, st
   if (stop.stop_requested()) return translate(std::make_exception_ptr(pplx::task_canceled()), request, false);
 
   pplx::cancellation_token_source cancel;
-  auto outcome = std::make_shared<Outcome>();
+  auto outcome = std::make_shared<Outcome>(in_flight_);
   try {
     client_->request(*message, cancel.get_token()).then([outcome](pplx::task<http::http_response> answered) {
       try {
