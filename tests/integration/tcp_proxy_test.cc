@@ -93,6 +93,8 @@ TEST_F(TcpProxyTest, BlackholeTimesOutWithoutReachingTheServerAndHealDeliversThe
 }
 
 TEST_F(TcpProxyTest, DroppedAnswerLeavesTheRequestApplied) {
+  // On a connection that exists: a new one's TLS handshake would never complete without the server's answers.
+  ASSERT_TRUE(client_->raw("GET", "/readyz").ok());
   proxy_->setPolicy({TcpProxy::Flow::kForward, TcpProxy::Flow::kDrop});
   auto created = client_->create(kConfigMaps, "default", configMap("applied"));
   EXPECT_FALSE(created.ok()) << "the answer should have been lost";

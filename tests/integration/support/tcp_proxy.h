@@ -7,7 +7,8 @@
 //             as on a blackholed link. Setting kForward again delivers what was held, as TCP retransmission would
 //             once a partition heals — a request held "on the wire" lands late.
 //   kDrop     read and discarded: a request (upstream) reaches nobody, or an answer (downstream) is lost after the
-//             server applied the request.
+//             server applied the request. Clients speak TLS, so a connection opened while answers are dropped never
+//             completes its handshake: drop answers on connections that exist (a kept-alive one after a request).
 //
 //   TcpProxy proxy(cluster.apiserverPort());
 //   proxy.writeKubeconfig(cluster.kubeconfigPath(), dir / "kubeconfig-proxied");   // give this to the process
