@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Three singleton-elect candidates on one Lease of a real local control plane: the election, a SIGKILL of the leader
-# (takeover after the lease expires, token +1), then a SIGTERM of the next leader (release, takeover at once).
+# (takeover after the lease expires, token +1), then a SIGTERM of the next leader (release, takeover at once); last,
+# a candidate with a command is SIGKILLed and its command dies with it.
 # Usage: e2e/demo-elect.sh [BUILD_DIR]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -70,4 +71,25 @@ sleep 1
 say "tokens handed to successive leaders (leaseTransitions, the fencing token):"
 grep -h '"started_leading"' "$dir"/*.out | sort | sed 's/.*"identity":"\([^"]*\)".*"token":\([0-9]*\).*/  \1 -> token \2/'
 kill "$tailer" 2>/dev/null || true
+
+say "a candidate with a command on Lease default/demo-command; SIGKILL singleton-elect: its command dies with it"
+"$elect" --lease default/demo-command --kubeconfig "$KUBECONFIG" --log-level warn -- \
+  sh -c 'echo $$ > "$0/command.pid"; sleep 1000 & wait' "$dir" >"$dir/command.out" 2>"$dir/command.err" &
+supervisor=$!
+pids+=($supervisor)
+deadline=$((SECONDS + 30))
+until [[ -s $dir/command.pid ]]; do
+  ((SECONDS < deadline)) || { echo "demo-elect: the command never started" >&2; cat "$dir/command.err" >&2; exit 1; }
+  sleep 0.05
+done
+command_pid=$(cat "$dir/command.pid")
+echo "  identity $(sed -n 's/.*"identity":"\([^"]*\)".*/\1/p' "$dir/command.out" | head -n 1) (the default:" \
+  "<hostname>_<random>), command pid $command_pid"
+kill -KILL "$supervisor"
+sleep 0.2
+if kill -0 "$command_pid" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$command_pid/status" 2>/dev/null; then
+  echo "  the command is still running: an orphan" >&2
+  exit 1
+fi
+echo "  the command is gone"
 say "done; cleaning up"

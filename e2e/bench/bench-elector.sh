@@ -100,4 +100,4 @@ printf '%-34s %18s %18s   %s\n' "RSS per candidate, avg (MiB)" "$(avg "${result[
 printf '%-34s %18s %18s   %s\n' "  (each)" "${result[client-go,rss]// /,}" "${result[singleton-elect,rss]// /,}" ""
 printf '%-34s %18s %18s   %s\n' "takeover after SIGKILL (ms)" "${result[client-go,kill]}" "${result[singleton-elect,kill]}" "<= 15200 (LeaseDuration + 200 ms)"
 printf '%-34s %18s %18s   %s\n' "takeover after SIGTERM (ms)" "${result[client-go,term]}" "${result[singleton-elect,term]}" "<= 200"
-echo "(SIGKILL takeover is measured from the kill; the lease was last renewed up to one retry period before it.)"
+echo "(SIGKILL takeover is measured from the kill; the lease was last renewed up to one renew interval (client-go: one retry period) before it.)"

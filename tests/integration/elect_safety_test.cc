@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -18,7 +19,10 @@ using Json = nlohmann::json;
 
 static auto* const kClusterEnv = ::testing::AddGlobalTestEnvironment(new ClusterEnvironment);
 
-std::string electBinary() { return std::string(SINGLETON_BINARY_DIR) + "/cli/singleton-elect"; }
+std::string electBinary() {
+  const char* override_binary = std::getenv("SINGLETON_ELECT_BINARY");  // to show another build (e.g. main's) fail
+  return override_binary != nullptr ? override_binary : std::string(SINGLETON_BINARY_DIR) + "/cli/singleton-elect";
+}
 
 std::unique_ptr<Process> candidate(const std::string& lease, const std::string& id,
                                    std::vector<std::string> command = {}) {
