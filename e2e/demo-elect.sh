@@ -37,7 +37,7 @@ tail -q -n +1 -f "$dir"/alpha.out "$dir"/bravo.out "$dir"/charlie.out 2>/dev/nul
 tailer=$!
 pids+=($tailer)
 
-leader_of() { grep -h '"started_leading"' "$dir"/*.out | tail -n 1 | sed 's/.*"identity":"\([^"]*\)".*/\1/'; }
+leader_of() { grep -h '"started_leading"' "$dir"/*.out | sort | tail -n 1 | sed 's/.*"identity":"\([^"]*\)".*/\1/'; }
 wait_for_leaders() {  # wait until N started_leading lines exist
   local n=$1 deadline=$((SECONDS + 60))
   while (($(cat "$dir"/*.out | grep -c '"started_leading"') < n)); do
