@@ -15,9 +15,9 @@
 #include "kube/client.h"
 #include "kube/config.h"
 #include "process/child.h"
+#include "util/duration.h"
 #include "util/flags.h"
 #include "util/signals.h"
-#include "util/duration.h"
 #include "util/time_format.h"
 
 namespace {
