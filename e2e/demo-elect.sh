@@ -73,10 +73,11 @@ grep -h '"started_leading"' "$dir"/*.out | sort | sed 's/.*"identity":"\([^"]*\)
 kill "$tailer" 2>/dev/null || true
 
 say "a candidate with a command on Lease default/demo-command; SIGKILL singleton-elect: its command dies with it"
+# shellcheck disable=SC2016 # $$ and $0 are the command's own
 "$elect" --lease default/demo-command --kubeconfig "$KUBECONFIG" --log-level warn -- \
   sh -c 'echo $$ > "$0/command.pid"; sleep 1000 & wait' "$dir" >"$dir/command.out" 2>"$dir/command.err" &
 supervisor=$!
-pids+=($supervisor)
+pids+=("$supervisor")
 deadline=$((SECONDS + 30))
 until [[ -s $dir/command.pid ]]; do
   ((SECONDS < deadline)) || { echo "demo-elect: the command never started" >&2; cat "$dir/command.err" >&2; exit 1; }
