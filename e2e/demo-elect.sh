@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Three singleton-elect candidates on one Lease of a real local control plane: the election, a SIGKILL of the leader
-# (takeover after the lease expires, token +1), then a SIGTERM of the next leader (release, takeover at once).
+# (takeover after the lease expires, token +1), then a SIGTERM of the next leader (release, takeover at once); last,
+# a candidate with a command is SIGKILLed and its command dies with it.
 # Usage: e2e/demo-elect.sh [BUILD_DIR]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,7 +37,7 @@ tail -q -n +1 -f "$dir"/alpha.out "$dir"/bravo.out "$dir"/charlie.out 2>/dev/nul
 tailer=$!
 pids+=($tailer)
 
-leader_of() { grep -h '"started_leading"' "$dir"/*.out | tail -n 1 | sed 's/.*"identity":"\([^"]*\)".*/\1/'; }
+leader_of() { grep -h '"started_leading"' "$dir"/*.out | sort | tail -n 1 | sed 's/.*"identity":"\([^"]*\)".*/\1/'; }
 wait_for_leaders() {  # wait until N started_leading lines exist
   local n=$1 deadline=$((SECONDS + 60))
   while (($(cat "$dir"/*.out | grep -c '"started_leading"') < n)); do
@@ -70,4 +71,26 @@ sleep 1
 say "tokens handed to successive leaders (leaseTransitions, the fencing token):"
 grep -h '"started_leading"' "$dir"/*.out | sort | sed 's/.*"identity":"\([^"]*\)".*"token":\([0-9]*\).*/  \1 -> token \2/'
 kill "$tailer" 2>/dev/null || true
+
+say "a candidate with a command on Lease default/demo-command; SIGKILL singleton-elect: its command dies with it"
+# shellcheck disable=SC2016 # $$ and $0 are the command's own
+"$elect" --lease default/demo-command --kubeconfig "$KUBECONFIG" --log-level warn -- \
+  sh -c 'echo $$ > "$0/command.pid"; sleep 1000 & wait' "$dir" >"$dir/command.out" 2>"$dir/command.err" &
+supervisor=$!
+pids+=("$supervisor")
+deadline=$((SECONDS + 30))
+until [[ -s $dir/command.pid ]]; do
+  ((SECONDS < deadline)) || { echo "demo-elect: the command never started" >&2; cat "$dir/command.err" >&2; exit 1; }
+  sleep 0.05
+done
+command_pid=$(cat "$dir/command.pid")
+echo "  identity $(sed -n 's/.*"identity":"\([^"]*\)".*/\1/p' "$dir/command.out" | head -n 1) (the default:" \
+  "<hostname>_<random>), command pid $command_pid"
+kill -KILL "$supervisor"
+sleep 0.2
+if kill -0 "$command_pid" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$command_pid/status" 2>/dev/null; then
+  echo "  the command is still running: an orphan" >&2
+  exit 1
+fi
+echo "  the command is gone"
 say "done; cleaning up"

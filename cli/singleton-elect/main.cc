@@ -8,13 +8,14 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "cli/singleton-elect/child_process.h"
 #include "cli/singleton-elect/options.h"
 #include "election/leader_elector.h"
 #include "election/lease_lock.h"
 #include "kube/beast_transport.h"
 #include "kube/client.h"
 #include "kube/config.h"
+#include "process/child.h"
+#include "util/duration.h"
 #include "util/flags.h"
 #include "util/signals.h"
 #include "util/time_format.h"
@@ -26,6 +27,7 @@ using namespace singleton;
 constexpr const char* kProgram = "singleton-elect";
 constexpr int kExitUsage = 2;
 constexpr int kExitLostLeadership = 1;
+constexpr int kExitIdentityConflict = 3;
 
 // One JSON object per line on stdout; lines never interleave.
 class EventPrinter {
@@ -81,6 +83,7 @@ int main(int argc, char** argv) {
       *transport, election::LeaseLockOptions{ns, options.lease_name, options.identity, nlohmann::json::object()});
 
   EventPrinter printer(options.identity);
+  spdlog::info("lease {}/{}: identity {}", ns, options.lease_name, options.identity);
   std::stop_source stop_all;
   std::atomic<int> command_status{-1};
   std::atomic<bool> led{false};
@@ -91,6 +94,11 @@ int main(int argc, char** argv) {
   elector_config.lease_duration = options.lease_duration;
   elector_config.renew_deadline = options.renew_deadline;
   elector_config.retry_period = options.retry_period;
+  elector_config.renew_interval = options.renew_interval;
+  // The command's whole stop: the grace period, then SIGKILL and the reap (options.cc keeps it within the budget).
+  if (!options.command.empty()) {
+    elector_config.stop_bound = options.grace_period + cli::killWait(options.lease_duration, options.renew_deadline);
+  }
   elector_config.callbacks.on_new_leader = [&](const std::string& holder, fencing::FencingToken token) {
     printer.print("new_leader", holder, token);
   };
@@ -99,9 +107,10 @@ int main(int argc, char** argv) {
     led_token = token.value();
     printer.print("started_leading", options.identity, token);
     if (options.command.empty()) return;
-    auto child = cli::ChildProcess::spawn(options.command, {{"SINGLETON_FENCING_TOKEN", token.str()},
-                                                            {"SINGLETON_IDENTITY", options.identity},
-                                                            {"SINGLETON_LEASE", ns + "/" + options.lease_name}});
+    auto child = process::Child::spawn({options.command,
+                                        {{"SINGLETON_FENCING_TOKEN", token.str()},
+                                         {"SINGLETON_IDENTITY", options.identity},
+                                         {"SINGLETON_LEASE", ns + "/" + options.lease_name}}});
     if (!child.ok()) {
       spdlog::error("{}", child.error().message);
       command_status = 127;
@@ -115,9 +124,14 @@ int main(int argc, char** argv) {
       stop_all.request_stop();
       return;
     }
-    spdlog::info("stopping command (pid {})", child->pid());
+    // `stop` comes the moment the elector gives up (or is told to stop); the stop starts here, at once.
+    const auto stop_started = std::chrono::steady_clock::now();
+    spdlog::info("stopping command (pid {}): SIGTERM, SIGKILL after {}", child->pid(),
+                 util::formatDuration(options.grace_period));
     const int status = child->terminate(options.grace_period);
-    spdlog::info("command stopped with status {}", status);
+    spdlog::info("command stopped with status {} after {}", status,
+                 util::formatDuration(
+                     std::chrono::duration_cast<util::Millis>(std::chrono::steady_clock::now() - stop_started)));
   };
   elector_config.callbacks.on_stopped_leading = [&] {
     if (led) printer.print("stopped_leading", options.identity, fencing::FencingToken(led_token));
@@ -132,12 +146,26 @@ int main(int argc, char** argv) {
     stop_all.request_stop();
   });
 
-  const auto outcome = (*elector)->run(stop_all.get_token());
+  using Outcome = election::LeaderElector::Outcome;
+  Outcome outcome = (*elector)->run(stop_all.get_token());
+  // Without a command, losing leadership is normal: campaign again (a command's supervisor restarts us instead).
+  while (outcome == Outcome::kLostLeadership && options.command.empty() && !stop_all.stop_requested()) {
+    spdlog::warn("lost leadership of {}/{}; campaigning again", ns, options.lease_name);
+    led = false;
+    outcome = (*elector)->run(stop_all.get_token());
+  }
   signals.stop();
 
   if (command_status >= 0 && !signalled) return command_status;
   if (signalled) return 0;
-  if (outcome == election::LeaderElector::Outcome::kLostLeadership) {
+  if (outcome == Outcome::kIdentityConflict) {
+    spdlog::error(
+        "lease {}/{}: another process is writing under identity \"{}\"; exiting (give each candidate its "
+        "own --identity, or leave it out for a unique default)",
+        ns, options.lease_name, options.identity);
+    return kExitIdentityConflict;
+  }
+  if (outcome == Outcome::kLostLeadership) {
     spdlog::error("lost leadership of {}/{}", ns, options.lease_name);
     return kExitLostLeadership;
   }

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <regex>
 
+#include "election/identity.h"
 #include "election/leader_elector.h"
 #include "election/timing_flags.h"
+#include "util/duration.h"
 #include "util/flags.h"
 
 namespace singleton::cli {
@@ -30,13 +32,26 @@ util::FlagSet electFlags(ElectOptions& options, std::string& lease) {
   flags.addString("lease", lease, "NAMESPACE/NAME",
                   "the coordination.k8s.io/v1 Lease to elect on (created if missing); a bare NAME uses the kubeconfig "
                   "context's namespace");
-  flags.addString("identity", options.identity, "ID", "this candidate's unique identity (e.g. the pod name); required");
+  flags.addString("identity", options.identity, "ID",
+                  "this candidate's identity, unique per process; default: <hostname>_<random>");
   flags.addString("kubeconfig", options.kubeconfig, "FILE",
                   "kubeconfig to use; default: $KUBECONFIG, then the in-cluster service account, then ~/.kube/config");
   flags.addString("context", options.context, "NAME", "kubeconfig context; default: the current context");
   election::addTimingFlags(flags, options.lease_duration, options.renew_deadline, options.retry_period);
-  flags.addDuration("grace-period", options.grace_period, "D",
-                    "after SIGTERM, how long COMMAND may take before SIGKILL (default {default})");
+  election::addRenewIntervalFlag(flags, options.renew_interval);
+  flags.addFunc(
+      "grace-period",
+      [&options](const std::string& value) -> util::Status {
+        auto d = util::parseDuration(value);
+        if (!d.ok()) return std::move(d).takeError();
+        options.grace_period = *d;
+        options.grace_period_set = true;
+        return {};
+      },
+      "D",
+      "after SIGTERM, how long COMMAND may take before SIGKILL; default: what the timings leave, lease-duration - "
+      "renew-deadline - 10% of lease-duration - the wait for the reap (3s at 15s/10s)\n(need renew-deadline + "
+      "grace-period + reap wait + 10% of lease-duration <= lease-duration)");
   flags.addString("log-level", options.log_level, "LEVEL",
                   "trace, debug, info, warn, error (default {default}); logs go to stderr");
   return flags;
@@ -44,13 +59,23 @@ util::FlagSet electFlags(ElectOptions& options, std::string& lease) {
 
 }  // namespace
 
+util::Millis killWait(util::Millis lease_duration, util::Millis renew_deadline) {
+  const util::Millis budget = election::stopBudget(lease_duration, renew_deadline);
+  return std::max(util::Millis(0), std::min(util::Millis(500), budget / 4));
+}
+
+util::Millis defaultGracePeriod(util::Millis lease_duration, util::Millis renew_deadline) {
+  const util::Millis budget = election::stopBudget(lease_duration, renew_deadline);
+  return std::max(util::Millis(0), budget - killWait(lease_duration, renew_deadline));
+}
+
 std::string electUsage() {
   ElectOptions defaults;
   std::string lease;
   return R"(singleton-elect: run for leader of a Kubernetes Lease; optionally run a command only while leading.
 
 Usage:
-  singleton-elect --lease NAMESPACE/NAME --identity ID [flags] [-- COMMAND [ARGS...]]
+  singleton-elect --lease NAMESPACE/NAME [--identity ID] [flags] [-- COMMAND [ARGS...]]
 
 Flags:
 )" + electFlags(defaults, lease).help() +
@@ -61,14 +86,21 @@ Output: one JSON object per line on stdout per event:
   {"ts":"2026-01-02T15:04:05.123Z","event":"started_leading|stopped_leading|new_leader",
    "identity":"<own id>","leader":"<holder>","token":<fencing token>}
 
+Without COMMAND: campaigns until stopped; after losing leadership it campaigns again.
+
 With -- COMMAND: the command runs only while this candidate leads, with SINGLETON_FENCING_TOKEN (and
-SINGLETON_IDENTITY, SINGLETON_LEASE) in its environment. On loss of leadership it gets SIGTERM (SIGKILL after
-the grace period) and singleton-elect exits 1 so a supervisor restarts it. If the command exits on its own,
-the lease is released and singleton-elect exits with the command's status.
+SINGLETON_IDENTITY, SINGLETON_LEASE) in its environment, in a process group of its own. The moment leadership is
+lost (renew-deadline passed without a renewal, the Lease taken or deleted) the group gets SIGTERM, SIGKILL after the
+grace period, and singleton-elect exits 1 so a supervisor restarts it. The whole stop ends before any other
+candidate may acquire the Lease. If the command exits on its own, the lease is released and singleton-elect exits
+with the command's status. If singleton-elect dies in any way (even SIGKILL), the command's group is killed.
+
+Identity: another process writing the Lease under this identity is detected; singleton-elect then stops leading
+(without releasing), says so, and exits 3.
 
 Signals: SIGTERM or SIGINT stops the command (if any), releases the lease if leading, and exits 0.
 Exit status: 0 stopped by signal; 1 lost leadership or a runtime failure; 2 bad flags or configuration;
-otherwise the command's own status.
+3 identity conflict; otherwise the command's own status.
 )";
 }
 
@@ -95,14 +127,26 @@ util::Result<ElectOptions> parseElectOptions(const std::vector<std::string>& arg
   if (!isDnsSubdomain(options.lease_name)) {
     return usageError("--lease: \"" + options.lease_name + "\" is not a valid Lease name (lower-case DNS subdomain)");
   }
-  if (options.identity.empty()) return usageError("--identity is required (e.g. the pod or host name)");
+  if (options.identity.empty()) options.identity = election::uniqueIdentity();
   static const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error", "off"};
   if (std::find(levels.begin(), levels.end(), options.log_level) == levels.end()) {
     return usageError("--log-level: \"" + options.log_level + "\" is not one of trace, debug, info, warn, error, off");
   }
-  if (auto s = election::validateTimings(options.lease_duration, options.renew_deadline, options.retry_period);
-      !s.ok()) {
-    return usageError(s.error().message);
+  election::Timings timings{options.lease_duration, options.renew_deadline, options.retry_period,
+                            options.renew_interval, util::Millis(0)};
+  if (auto s = election::validateTimings(timings); !s.ok()) return usageError(s.error().message);
+  // The command's whole stop must end before a rival may acquire (election/timings.h).
+  const util::Millis kill_wait = killWait(options.lease_duration, options.renew_deadline);
+  if (!options.grace_period_set) {
+    options.grace_period = defaultGracePeriod(options.lease_duration, options.renew_deadline);
+  } else if (options.grace_period + kill_wait > election::stopBudget(options.lease_duration, options.renew_deadline)) {
+    return usageError("--grace-period " + util::formatDuration(options.grace_period) +
+                      " is too long: renew deadline (" + util::formatDuration(options.renew_deadline) +
+                      ") + grace period + reap wait (" + util::formatDuration(kill_wait) + ") + drift margin (" +
+                      util::formatDuration(election::driftMargin(options.lease_duration)) +
+                      ", 10% of the lease) must not exceed lease duration (" +
+                      util::formatDuration(options.lease_duration) + "); at most " +
+                      util::formatDuration(defaultGracePeriod(options.lease_duration, options.renew_deadline)));
   }
   return options;
 }

@@ -13,18 +13,27 @@ namespace singleton::cli {
 struct ElectOptions {
   std::string lease_namespace;  // empty: the kubeconfig context's namespace
   std::string lease_name;
-  std::string identity;
+  std::string identity;  // default: election::uniqueIdentity(), "<hostname>_<random>"
   std::string kubeconfig;
   std::string context;
   util::Millis lease_duration{15'000};
   util::Millis renew_deadline{10'000};
   util::Millis retry_period{2'000};
-  util::Millis grace_period{10'000};  // between SIGTERM and SIGKILL of the command
+  util::Millis renew_interval{0};  // 0: election::defaultRenewInterval()
+  // Between SIGTERM and SIGKILL of the command. Default: defaultGracePeriod(), what the timings leave.
+  util::Millis grace_period{0};
+  bool grace_period_set = false;
   std::string log_level = "info";
   std::vector<std::string> command;  // after "--"
   bool help = false;
   bool version = false;
 };
+
+// The command's stop is SIGTERM, grace period, SIGKILL, reaped. The reap gets a share of the stop budget of its own:
+// a quarter, at most 500 ms (a killed process is reaped in milliseconds unless the kernel is stuck on it).
+util::Millis killWait(util::Millis lease_duration, util::Millis renew_deadline);
+// The longest grace period that keeps the whole stop within the budget (election::stopBudget - killWait).
+util::Millis defaultGracePeriod(util::Millis lease_duration, util::Millis renew_deadline);
 
 // Accepts "--flag value" and "--flag=value". Errors are one readable line.
 util::Result<ElectOptions> parseElectOptions(const std::vector<std::string>& args);

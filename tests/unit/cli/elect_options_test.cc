@@ -41,7 +41,9 @@ TEST(ElectOptionsTest, RejectsBadInputWithOneReadableLine) {
     const char* expected;
   } cases[] = {
       {{"--identity", "a"}, "--lease NAMESPACE/NAME is required"},
-      {{"--lease", "ns/x"}, "--identity is required"},
+      {{"--lease", "ns/x", "--renew-interval", "10s"}, "renew interval (10s) must be less than renew deadline (10s)"},
+      {{"--lease", "ns/x", "--grace-period", "5s"}, "--grace-period 5s is too long"},
+      {{"--lease", "ns/x", "--lease-duration", "11s"}, "drift margin"},
       {{"--lease", "ns/x", "--identity", "a", "--lease-duration", "15"}, "--lease-duration: invalid duration"},
       {{"--lease", "ns/x", "--identity", "a", "--retry-period", "-1s"}, "must not be negative"},
       {{"--lease", "ns/x", "--identity", "a", "--lease-duration", "5s"}, "must be greater than renew deadline"},
@@ -59,6 +61,45 @@ TEST(ElectOptionsTest, RejectsBadInputWithOneReadableLine) {
     EXPECT_NE(o.error().message.find(c.expected), std::string::npos) << o.error().message;
     EXPECT_EQ(o.error().message.find('\n'), std::string::npos) << "one line";
   }
+}
+
+TEST(ElectOptionsTest, DefaultIdentityIsUniquePerProcess) {
+  auto a = parseElectOptions({"--lease", "ns/x"});
+  auto b = parseElectOptions({"--lease", "ns/x"});
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_FALSE(a->identity.empty());
+  EXPECT_NE(a->identity, b->identity);
+  EXPECT_NE(a->identity.find('_'), std::string::npos) << "<hostname>_<random>";
+}
+
+TEST(ElectOptionsTest, GracePeriodIsDerivedFromTheTimingsSoTheStopEndsBeforeARivalCanAcquire) {
+  // 15 - 10 - 1.5 (drift margin) = 3.5 s for the whole stop; 500 ms of it for the reap.
+  auto o = parseElectOptions({"--lease", "ns/x"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->grace_period, 3s);
+  EXPECT_EQ(killWait(15s, 10s), 500ms);
+  // 4 - 3 - 0.4 = 600 ms; a quarter of it for the reap.
+  auto fast = parseElectOptions(
+      {"--lease", "ns/x", "--lease-duration", "4s", "--renew-deadline", "3s", "--retry-period", "1s"});
+  ASSERT_TRUE(fast.ok());
+  EXPECT_EQ(fast->grace_period, 450ms);
+  // An explicit grace period within the bound is kept; one beyond it is refused, saying the most allowed.
+  auto explicit_ok = parseElectOptions({"--lease", "ns/x", "--grace-period", "3s"});
+  ASSERT_TRUE(explicit_ok.ok());
+  EXPECT_EQ(explicit_ok->grace_period, 3s);
+  auto too_long = parseElectOptions({"--lease", "ns/x", "--grace-period", "3001ms"});
+  ASSERT_FALSE(too_long.ok());
+  EXPECT_NE(too_long.error().message.find("at most 3s"), std::string::npos) << too_long.error().message;
+  // A longer lease makes room for a longer grace period.
+  EXPECT_TRUE(parseElectOptions({"--lease", "ns/x", "--lease-duration", "30s", "--grace-period", "10s"}).ok());
+}
+
+TEST(ElectOptionsTest, RenewInterval) {
+  auto o = parseElectOptions({"--lease", "ns/x", "--renew-interval", "4s"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->renew_interval, 4s);
+  EXPECT_EQ(parseElectOptions({"--lease", "ns/x"})->renew_interval, 0ms) << "0: a third of the lease";
+  EXPECT_NE(electUsage().find("--renew-interval"), std::string::npos);
 }
 
 TEST(ElectOptionsTest, HelpAndVersion) {

@@ -179,10 +179,11 @@ TEST_F(ManagerTest, HealthzFailsWithTheReasonWhenTheElectorIsWedged) {
   auto m = make(options());
   start(*m);
   ASSERT_TRUE(eventually([&] { return m->gate().mayWrite(); }));
-  // The elector waits one retry period to renew; advancing before it sleeps would only push that deadline away.
-  ASSERT_TRUE(eventually([&] { return clock_.sleepingUntil(clock_.now() + 2s); }));
+  // The elector waits one renew interval (a third of the lease) to renew; advancing before it sleeps would only push
+  // that deadline away.
+  ASSERT_TRUE(eventually([&] { return clock_.sleepingUntil(clock_.now() + 5s); }));
   lock_->hang(true);  // the next renewal never returns
-  clock_.advance(2s);
+  clock_.advance(5s);
   ASSERT_TRUE(eventually([&] { return lock_->stuck() == 1; }));
   clock_.advance(10s);
   EXPECT_EQ(httpGet(m->healthPort(), "/healthz").status, 200) << "within lease duration + tolerance (35s)";
