@@ -134,6 +134,8 @@ util::Status Reconciler::stampPod(Context& ctx, const std::string& name) {
 
 util::Status Reconciler::refused(Context& ctx, const std::string& name, const util::Error& error) {
   const Workload& w = ctx.workload;
+  kLog.info("a fenced write to pod " + name + " was refused; reading it again",
+            {.err = error.describe(), .object = {w.ns, w.name}, .values = {{"pod", name}}});
   // Whatever the cause, our view of the workload's pods is wrong: the next reconcile reads them from the API.
   {
     std::lock_guard lock(mutex_);
@@ -152,8 +154,6 @@ util::Status Reconciler::refused(Context& ctx, const std::string& name, const ut
     // What the API showed, for the next reconcile too while the cache still shows what we saw.
     rememberPod(ctx, base, std::move(*fresh));
   }
-  kLog.info("a fenced write to pod " + name + " was refused; deciding again",
-            {.err = error.describe(), .object = {w.ns, w.name}, .values = {{"pod", name}}});
   util::Error out =
       util::makeError(util::ErrorCode::kConflict, "fenced write to pod " + name + " refused: " + error.message);
   out.reason = kReasonFenced;
