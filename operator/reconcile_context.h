@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,8 @@ inline const std::string kMetricFencingToken = "singleton_workload_fencing_token
 inline const std::string kHelpFencingToken = "The fencing token (leaseTransitions) of each workload's Lease.";
 // Error.reason of the self-fencing refusal.
 inline const std::string kReasonStaleTerm = "StaleOperatorTerm";
+// Error.reason of a fenced pod write the apiserver refused (its `test` failed): the pod is not as this term left it.
+inline const std::string kReasonFenced = "FencedWriteRefused";
 
 struct Context {
   Context(const WriteGate& g, Workload w) : gate(g), workload(std::move(w)) {}
@@ -45,6 +48,12 @@ struct Context {
   // workload's pods before this reconcile (0 = unknown / none).
   std::uint64_t pods_cache_revision = 0;
   std::uint64_t labels_written_at = 0;
+  // A label write of ours on the workload had an unknown outcome (no answer, a timeout, a 5xx): it may have been
+  // applied, and no read from the API has shown the pods since. The cache cannot be trusted for leader labels.
+  bool labels_unconfirmed = false;
+  // Pods whose entry in `pods` is an answer of the API to this reconcile (a read, a stamp, a demotion): fresh, and
+  // not changed since by an earlier operator term (the label fence).
+  std::set<std::string> confirmed;
 
   // Findings.
   std::string leader;            // the pod labelled leader when the labels step finished; "" = none
@@ -67,6 +76,7 @@ struct Context {
   }
   std::string holder() const { return lease ? lease->spec.holder_identity.value_or("") : ""; }
   long long token() const { return lease ? lease->spec.lease_transitions.value_or(0) : 0; }
+  long long term() const { return gate.term().value(); }
   std::string leaderUid() const { return lease ? annotationOf(lease->raw, kAnnotationLeaderUid).value_or("") : ""; }
   // A pod this workload controls (ownerReference to its uid).
   bool owns(const Json& pod_object) const { return isControlledBy(pod_object, workload.uid); }

@@ -6,8 +6,9 @@
 // that carries the label has been demoted, each demotion confirmed by the API (or NotFound). Which pods carry it is
 // read from the pod cache when that cache is provably complete for leader labels (past this replica's own Lease
 // write and its own last label write on the workload: podCacheCoversLabels), else again from the API. Pods are
-// created as standbys. One worker handles a workload at a time, so nothing labels a pod between those reads and the
-// promotion.
+// created as standbys. One worker handles a workload at a time, so nothing of this term labels a pod between those
+// reads and the promotion, and nothing of an earlier term does either: before this term's first label write in the
+// workload every pod carries its stamp, and every label write tests that stamp (reconcile_fence.cc).
 #include <climits>
 
 #include "operator/logging.h"
@@ -112,6 +113,38 @@ bool rolloutMovesLeader(const Context& ctx) {
   return true;
 }
 
+// Step 6's decisions on the current view: which pod should lead, which pods lose the label, whether the leader
+// needs its label or token.
+struct LabelPlan {
+  std::string target;
+  std::vector<std::string> demote;
+  bool promote = false;
+};
+
+LabelPlan planLabels(const Context& ctx) {
+  LabelPlan plan;
+  const std::string holder = ctx.holder();
+  const Json* holder_pod = ctx.pod(holder);
+  if (holder_pod && ctx.owns(*holder_pod) && metaString(*holder_pod, "uid") == ctx.leaderUid() &&
+      isAvailable(*holder_pod)) {
+    plan.target = holder;
+  }
+  for (const auto& [name, pod] : ctx.pods) {
+    if (name == plan.target) continue;
+    const std::string role = labelOf(pod, kLabelRole);
+    const bool leaderish = role == kRoleLeader || annotationOf(pod, kAnnotationFencingToken).has_value();
+    if (leaderish || (ctx.owns(pod) && role != kRoleStandby) || name == ctx.released_holder)
+      plan.demote.push_back(name);
+  }
+  if (!plan.target.empty()) {
+    const Json& pod = *ctx.pod(plan.target);
+    plan.promote =
+        labelOf(pod, kLabelRole) != kRoleLeader ||
+        annotationOf(pod, kAnnotationFencingToken) != std::optional<std::string>(std::to_string(ctx.token()));
+  }
+  return plan;
+}
+
 }  // namespace
 
 util::Status Reconciler::elect(Context& ctx) {
@@ -120,6 +153,27 @@ util::Status Reconciler::elect(Context& ctx) {
   const std::string holder = ctx.holder();
   if (health != Health::kHealthy && health != Health::kNone && health != Health::kScaledDown) {
     noteFailoverStart(key, unhealthyStart(ctx.pod(holder)), ctx.token());
+  }
+
+  // Tokens only grow: a Lease that was deleted (or restored from an old copy) is written again above every token
+  // we can still see, and a healthy leader keeps leading under the new token.
+  const long long highest = highestTokenSeen(ctx);
+  if (ctx.lease && ctx.token() < highest && health == Health::kHealthy) {
+    return handOver(ctx, holder, "recreated",
+                    "the Lease records fencing token " + std::to_string(ctx.token()) + ", below " +
+                        std::to_string(highest) + " seen before");
+  }
+  if (!ctx.lease && highest >= 0) {
+    // Keep the pod that is labelled leader, if it can lead: only the token changes.
+    std::string labelled;
+    for (const auto& [name, pod] : ctx.pods) {
+      if (labelOf(pod, kLabelRole) == kRoleLeader && canLead(ctx, name, pod)) labelled = name;
+    }
+    if (labelled.empty()) labelled = chooseSuccessor(ctx, "", /*current_only=*/false);
+    if (!labelled.empty()) {
+      return handOver(ctx, labelled, "recreated",
+                      "the Lease was missing (highest fencing token seen " + std::to_string(highest) + ")");
+    }
   }
 
   std::string successor;
@@ -177,11 +231,14 @@ util::Status Reconciler::handOver(Context& ctx, const std::string& successor, co
                                   const std::string& why) {
   const Workload& w = ctx.workload;
   const std::string old_holder = ctx.holder();
-  const long long token = ctx.lease ? ctx.token() + 1 : 0;
+  // Above every token this replica can see, not just the Lease's: the Lease may be new or restored.
+  const long long token = highestTokenSeen(ctx) + 1;
+  const bool recreated = trigger == "recreated";
   const std::string uid = metaString(*ctx.pod(successor), "uid");
 
+  const std::string lease_name = w.leaseName();
   kube::Lease lease = ctx.lease.value_or(kube::Lease{});
-  lease.name = w.leaseName();
+  lease.name = lease_name;
   lease.ns = w.ns;
   const util::WallTime now = clock_.wallNow();
   lease.spec.holder_identity = successor;
@@ -194,8 +251,15 @@ util::Status Reconciler::handOver(Context& ctx, const std::string& successor, co
   const std::string token_text = " (fencing token " + std::to_string(token) + ")";
   kLog.info(why + "; " + successor + " is the leader" + token_text,
             {.object = {w.ns, w.name}, .values = {{"leader", successor}, {"token", token}, {"reason", trigger}}});
-  if (!old_holder.empty()) metrics_.counter(kMetricFailovers, kHelpFailovers, {{"reason", trigger}}).inc();
-  if (trigger == "switchover") {
+  if (!old_holder.empty() && !recreated) {
+    metrics_.counter(kMetricFailovers, kHelpFailovers, {{"reason", trigger}}).inc();
+  }
+  if (recreated) {
+    kLog.warn("Lease " + lease_name + " re-written above every earlier token: " + why,
+              {.object = {w.ns, w.name}, .values = {{"leader", successor}, {"token", token}}});
+    event(ctx, EventType::kWarning, "LeaseRecreated",
+          "Lease " + lease_name + ": " + why + "; " + successor + " leads with fencing token " + std::to_string(token));
+  } else if (trigger == "switchover") {
     event(ctx, EventType::kNormal, "Switchover",
           "switchover from " + (old_holder.empty() ? std::string("no leader") : old_holder) + " to " + successor +
               token_text);
@@ -243,33 +307,22 @@ util::Status Reconciler::keepLeaseTidy(Context& ctx) {
 
 // Step 6: labels follow the Lease. Demote everything that is not the holder, then promote the holder.
 util::Status Reconciler::labelPods(Context& ctx) {
-  const std::string holder = ctx.holder();
-  const Json* holder_pod = ctx.pod(holder);
-  std::string target;
-  if (holder_pod && ctx.owns(*holder_pod) && metaString(*holder_pod, "uid") == ctx.leaderUid() &&
-      isAvailable(*holder_pod)) {
-    target = holder;
+  LabelPlan plan = planLabels(ctx);
+  if (!plan.demote.empty() || plan.promote) {
+    // The fence comes before this term's first label write: once every pod carries our stamp, no earlier term can
+    // change a label, and the stamps' answers show what earlier terms wrote before. So decide again on them.
+    if (auto s = fenceLabels(ctx); !s.ok()) return s;
+    plan = planLabels(ctx);
   }
-
-  std::vector<std::string> to_demote;
-  for (const auto& [name, pod] : ctx.pods) {
-    if (name == target) continue;
-    const std::string role = labelOf(pod, kLabelRole);
-    const bool leaderish = role == kRoleLeader || annotationOf(pod, kAnnotationFencingToken).has_value();
-    if (leaderish || (ctx.owns(pod) && role != kRoleStandby) || name == ctx.released_holder) to_demote.push_back(name);
-  }
-  for (const std::string& name : to_demote) {
+  for (const std::string& name : plan.demote) {
     if (auto s = demotePod(ctx, name); !s.ok()) return s;
   }
-  if (target.empty()) return {};
-
+  if (plan.target.empty()) return {};
   const long long token = ctx.token();
-  const Json& pod = *ctx.pod(target);
-  if (labelOf(pod, kLabelRole) != kRoleLeader ||
-      annotationOf(pod, kAnnotationFencingToken) != std::optional<std::string>(std::to_string(token))) {
-    if (auto s = promote(ctx, target, token); !s.ok()) return s;
+  if (plan.promote) {
+    if (auto s = promote(ctx, plan.target, token); !s.ok()) return s;
   }
-  ctx.leader = target;
+  ctx.leader = plan.target;
   noteLeaderLabelled(ctx.workload.key(), token);
   return {};
 }
@@ -281,52 +334,64 @@ util::Status Reconciler::promote(Context& ctx, const std::string& name, long lon
 
   // labelPods() has demoted every other pod that ctx.pods shows with the label. When the pod cache behind ctx.pods
   // is complete for leader labels, that is all of them. Otherwise (a replica that has just begun to lead, a label
-  // write of ours the watch has not delivered) the cache may not show a promotion made moments ago, but the API
-  // does: every pod of the workload we know of (the cache, our recent writes, the expected names, the holder) is
-  // read again, and each one that carries the leader label loses it before this one gets it. Reads of single
-  // objects, not a list by label: in Kubernetes 1.20 a quorum list makes the apiserver decode every pod of the
-  // namespace from etcd, and a list from its watch cache may be older than the promotion we look for.
+  // write of ours the watch has not delivered, one whose answer never came) the cache may not show a promotion made
+  // moments ago, but the API does: every pod of the workload we know of (the cache, our recent writes, the expected
+  // names, the holder) that this reconcile has not had from the API yet is read again, and each one that carries
+  // the leader label loses it before this one gets it. Reads of single objects, not a list by label: in Kubernetes
+  // 1.20 a quorum list makes the apiserver decode every pod of the namespace from etcd, and a list from its watch
+  // cache may be older than the promotion we look for.
   const bool from_cache = podCacheCoversLabels(ctx);
   metrics_.counter(kMetricPromotions, kHelpPromotions, {{"check", from_cache ? "cache" : "api"}}).inc();
-  std::vector<std::string> names;
   if (!from_cache) {
-    for (const auto& [item_name, pod] : ctx.pods) names.push_back(item_name);
+    std::vector<std::string> names;
+    for (const auto& [item_name, pod] : ctx.pods) {
+      if (!ctx.confirmed.contains(item_name)) names.push_back(item_name);
+    }
+    std::uint64_t read_at = 0;
+    for (const std::string& item_name : names) {
+      auto fresh = client_.get(kube::kPods, w.ns, item_name);
+      if (!fresh.ok()) {
+        if (fresh.error().code != util::ErrorCode::kNotFound) return std::move(fresh).takeError();
+        ctx.pods.erase(item_name);
+        continue;
+      }
+      read_at = std::max(read_at, kube::revisionOf(metaString(*fresh, "resourceVersion")).value_or(0));
+      stripPod(*fresh);
+      ctx.pods[item_name] = std::move(*fresh);
+      ctx.confirmed.insert(item_name);
+    }
+    // A pod that shows another term's stamp (recreated, or our view of it was old) gets ours first.
+    if (auto s = fenceLabels(ctx); !s.ok()) return s;
+    noteLabelsConfirmed(ctx, read_at);
   }
-  bool already = false;
-  for (const std::string& item_name : names) {
-    auto fresh = client_.get(kube::kPods, w.ns, item_name);
-    if (!fresh.ok()) {
-      if (fresh.error().code == util::ErrorCode::kNotFound) continue;
-      return std::move(fresh).takeError();
+
+  std::vector<std::string> others;
+  for (const auto& [item_name, item] : ctx.pods) {
+    if (item_name == name || labelOf(item, kLabelWorkload) != w.name) continue;
+    if (labelOf(item, kLabelRole) == kRoleLeader || annotationOf(item, kAnnotationFencingToken)) {
+      others.push_back(item_name);
     }
-    const Json& item = *fresh;
-    if (labelOf(item, kLabelWorkload) != w.name) continue;
-    const auto item_token = annotationOf(item, kAnnotationFencingToken);
-    const bool leaderish = labelOf(item, kLabelRole) == kRoleLeader || item_token.has_value();
-    if (item_name == name && metaString(item, "uid") == uid) {
-      already = labelOf(item, kLabelRole) == kRoleLeader && item_token == std::optional<std::string>(token_text);
-      continue;
-    }
-    if (!leaderish) continue;
+  }
+  for (const std::string& item_name : others) {
     kLog.info("demoting " + item_name + ", which still carries the leader label",
               {.object = {w.ns, w.name}, .values = {{"pod", item_name}}});
     if (auto s = demotePod(ctx, item_name); !s.ok()) return s;
   }
-  if (already) return {};
 
   const Json* pod = ctx.pod(name);
-  const bool has_annotations = pod->contains("metadata") && (*pod)["metadata"].contains("annotations") &&
-                               (*pod)["metadata"]["annotations"].is_object();
-  Json ops = Json::array();
-  // The incarnation the Lease names, not a pod recreated under the same name since we looked.
-  ops.push_back({{"op", "test"}, {"path", "/metadata/uid"}, {"value", uid}});
-  ops.push_back({{"op", "add"}, {"path", labelPointer(kLabelRole)}, {"value", kRoleLeader}});
-  if (has_annotations) {
-    ops.push_back({{"op", "add"}, {"path", annotationPointer(kAnnotationFencingToken)}, {"value", token_text}});
-  } else {
-    ops.push_back(
-        {{"op", "add"}, {"path", "/metadata/annotations"}, {"value", {{kAnnotationFencingToken, token_text}}}});
+  if (!pod) return util::makeError(util::ErrorCode::kNotFound, "pod " + name + " is gone");
+  if (metaString(*pod, "uid") == uid && labelOf(*pod, kLabelRole) == kRoleLeader &&
+      annotationOf(*pod, kAnnotationFencingToken) == std::optional<std::string>(token_text)) {
+    return {};  // already (the API showed it)
   }
+  // Fenced: the incarnation the Lease names (not a pod recreated under the same name since we looked), still
+  // stamped with our term (no newer operator term has taken the workload's labels over).
+  const Json ops = Json::array({
+      {{"op", "test"}, {"path", "/metadata/uid"}, {"value", uid}},
+      {{"op", "test"}, {"path", annotationPointer(kAnnotationOperatorTerm)}, {"value", std::to_string(ctx.term())}},
+      {{"op", "add"}, {"path", labelPointer(kLabelRole)}, {"value", kRoleLeader}},
+      {{"op", "add"}, {"path", annotationPointer(kAnnotationFencingToken)}, {"value", token_text}},
+  });
   return patchPod(ctx, name, ops);
 }
 

@@ -71,7 +71,7 @@ util::Status Reconciler::createPod(Context& ctx, int ordinal, bool& created_one)
   if (auto s = allowWrite(ctx); !s.ok()) return s;
   const Workload& w = ctx.workload;
   const std::string name = w.podName(ordinal);
-  auto created = client_.create(kube::kPods, w.ns, desiredPod(w, ordinal));
+  auto created = client_.create(kube::kPods, w.ns, desiredPod(w, ordinal, ctx.term()));
   if (!created.ok()) {
     const util::Error& error = created.error();
     // Not in our cache (yet, or a pod of another owner pending garbage collection): the watch tells us.
@@ -114,22 +114,17 @@ util::Status Reconciler::deletePod(Context& ctx, const std::string& name, const 
 }
 
 util::Status Reconciler::demotePod(Context& ctx, const std::string& name) {
-  if (auto s = allowWrite(ctx); !s.ok()) return s;
-  const Workload& w = ctx.workload;
-  // A merge patch, without precondition: demoting any incarnation of the name is safe.
-  const Json patch = {
-      {"metadata", {{"labels", {{kLabelRole, kRoleStandby}}}, {"annotations", {{kAnnotationFencingToken, nullptr}}}}}};
-  const Json* pod = ctx.pod(name);
-  const std::string base = pod ? metaString(*pod, "resourceVersion") : "";
-  auto patched = client_.mergePatch(kube::kPods, w.ns, name, patch);
-  if (!patched.ok()) {
-    if (patched.error().code != util::ErrorCode::kNotFound) return std::move(patched).takeError();
-    ctx.pods.erase(name);  // gone: nothing left to demote
-    return {};
-  }
-  noteLabelWrite(ctx, *patched);
-  rememberPod(ctx, base, std::move(*patched));
-  return {};
+  // Fenced like every label write (the stamp test); any incarnation of the name may be demoted. The token
+  // annotation is set, then removed: that works whether or not the pod has one.
+  const Json ops = Json::array({
+      {{"op", "test"}, {"path", annotationPointer(kAnnotationOperatorTerm)}, {"value", std::to_string(ctx.term())}},
+      {{"op", "add"}, {"path", labelPointer(kLabelRole)}, {"value", kRoleStandby}},
+      {{"op", "add"}, {"path", annotationPointer(kAnnotationFencingToken)}, {"value", ""}},
+      {{"op", "remove"}, {"path", annotationPointer(kAnnotationFencingToken)}},
+  });
+  auto status = patchPod(ctx, name, ops);
+  if (!status.ok() && status.error().code == util::ErrorCode::kNotFound) return {};  // gone: nothing to demote
+  return status;
 }
 
 util::Status Reconciler::patchPod(Context& ctx, const std::string& name, const Json& patch_ops) {
@@ -137,9 +132,22 @@ util::Status Reconciler::patchPod(Context& ctx, const std::string& name, const J
   const Json* pod = ctx.pod(name);
   const std::string base = pod ? metaString(*pod, "resourceVersion") : "";
   auto patched = client_.jsonPatch(kube::kPods, ctx.workload.ns, name, patch_ops);
-  if (!patched.ok()) return std::move(patched).takeError();
+  if (!patched.ok()) {
+    const util::Error& error = patched.error();
+    if (error.code == util::ErrorCode::kNotFound) {
+      ctx.pods.erase(name);
+      return std::move(patched).takeError();
+    }
+    // Refused by the fence (or the uid test): someone newer acts, or our view is wrong. Read, decide again.
+    if (error.code == util::ErrorCode::kInvalid || error.code == util::ErrorCode::kConflict) {
+      return refused(ctx, name, error);
+    }
+    noteUnknownOutcome(ctx, name, error);
+    return std::move(patched).takeError();
+  }
   noteLabelWrite(ctx, *patched);
   rememberPod(ctx, base, std::move(*patched));
+  ctx.confirmed.insert(name);
   return {};
 }
 

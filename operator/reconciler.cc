@@ -139,6 +139,11 @@ util::Status Reconciler::observe(Context& ctx) {
     std::lock_guard lock(mutex_);
     const auto it = label_writes_.find(w.key());
     if (it != label_writes_.end()) ctx.labels_written_at = it->second;
+    ctx.labels_unconfirmed = unconfirmed_.contains(w.key());
+    // The Lease's token outlives the Lease in our memory (a deleted Lease is re-created above it).
+    TokenMemory& memory = tokens_seen_[w.key()];
+    memory.forgotten.reset();
+    if (ctx.lease) memory.token = std::max(memory.token, ctx.token());
   }
 
   std::set<std::string> names;
@@ -160,8 +165,18 @@ void Reconciler::forgetWorkload(const std::string& ns, const std::string& name) 
   recent_.forgetPrefix("leases/" + ns + "/" + name + "-leader");
   recent_.forgetPrefix("services/" + ns + "/" + name);
   std::lock_guard lock(mutex_);
-  failover_started_.erase(ns + "/" + name);
-  label_writes_.erase(ns + "/" + name);
+  const std::string key = ns + "/" + name;
+  failover_started_.erase(key);
+  label_writes_.erase(key);
+  unconfirmed_.erase(key);
+  // The highest token stays for kTokenMemory: a workload re-created under the same name continues above it.
+  const util::MonoTime now = clock_.now();
+  if (const auto it = tokens_seen_.find(key); it != tokens_seen_.end() && !it->second.forgotten) {
+    it->second.forgotten = now;
+  }
+  std::erase_if(tokens_seen_, [&](const auto& entry) {
+    return entry.second.forgotten && now - *entry.second.forgotten >= kTokenMemory;
+  });
 }
 
 void Reconciler::noteLabelWrite(const Context& ctx, const Json& pod) {
@@ -178,6 +193,9 @@ bool Reconciler::podCacheCoversLabels(const Context& ctx) const {
   // (leadingSince), or by this replica. etcd orders all writes by one revision, and the cache applies changes in that
   // order, so a cache past both revisions shows all of them; this reconcile's own writes are in ctx.pods from the
   // API's answers, and no other reconcile of the workload runs meanwhile.
+  // A label write of ours whose outcome is unknown may be applied at a revision we do not know: no cache position
+  // covers it until a read from the API has shown the pods (noteLabelsConfirmed).
+  if (ctx.labels_unconfirmed) return false;
   const std::uint64_t since = ctx.gate.leadingSince();
   return since != 0 && ctx.pods_cache_revision >= since && ctx.pods_cache_revision >= ctx.labels_written_at;
 }

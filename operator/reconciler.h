@@ -5,12 +5,14 @@
 //   reconcile_pods.cc      steps 2 and 7: missing pods, scale-down, rolling update
 //   reconcile_status.cc    the Service and step 8: status and its conditions
 //   reconcile_writes.cc    every API write, each behind the write gate
+//   reconcile_fence.cc     the label fence (operator-term stamps on pods), refused and unknown writes, token floor
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "kube/client.h"
@@ -54,6 +56,8 @@ class Reconciler {
   // A pass that created pods leaves the status to the next one, which comes with the pods' first changes or after
   // this long, whichever is first.
   static constexpr util::Millis kStatusAfterCreate{1'000};
+  // How long the highest token of a deleted workload is remembered (a re-created one continues above it).
+  static constexpr util::Millis kTokenMemory{3'600'000};
 
  private:
   util::Status run(Context& ctx);
@@ -83,6 +87,7 @@ class Reconciler {
   util::Status createPod(Context& ctx, int ordinal, bool& created_one);
   util::Status deletePod(Context& ctx, const std::string& name, const std::string& why);
   util::Status demotePod(Context& ctx, const std::string& name);
+  // A fenced label write: `patch_ops` start with a `test` that the pod carries this term's stamp.
   util::Status patchPod(Context& ctx, const std::string& name, const Json& patch_ops);
   util::Status removeSwitchoverAnnotation(Context& ctx, const std::string& value);
   util::Status patchStatus(Context& ctx, const Json& status_patch);
@@ -94,6 +99,23 @@ class Reconciler {
   void noteLabelWrite(const Context& ctx, const Json& pod);
   // The pod cache (ctx.pods) shows every leader label an operator wrote on the workload's pods.
   bool podCacheCoversLabels(const Context& ctx) const;
+
+  // The label fence (reconcile_fence.cc, docs/design.md "Operator self-fencing").
+  // Every pod in ctx.pods carries this term's stamp when it returns ok (compare-and-swap on each that did not);
+  // a pod stamped by a newer term fails it with kReasonStaleTerm.
+  util::Status fenceLabels(Context& ctx);
+  util::Status stampPod(Context& ctx, const std::string& name);
+  // A fenced write to `name` was refused: read the pod again and say why (a newer term: kReasonStaleTerm; else a
+  // Conflict with kReasonFenced, to decide again at once). Never a blind retry.
+  util::Status refused(Context& ctx, const std::string& name, const util::Error& error);
+  // A label write whose outcome is unknown: until a read shows the pods, the cache is not trusted for labels.
+  void noteUnknownOutcome(const Context& ctx, const std::string& name, const util::Error& error);
+  // Every pod of the workload was read from the API (promote's API path): the state is known again, at least as of
+  // `revision`.
+  void noteLabelsConfirmed(const Context& ctx, std::uint64_t revision);
+  // The highest fencing token this replica can see for the workload: its Lease now and as last seen, the
+  // workload's status, the pods' annotations. -1 when none.
+  long long highestTokenSeen(const Context& ctx) const;
 
   // Failover timing: when the current failover of a workload started (first unhealthy observation, or what the API
   // recorded), until the successor is labelled.
@@ -110,13 +132,21 @@ class Reconciler {
   const util::Clock& clock_;
   RecentWrites recent_;
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   struct FailoverStart {
     util::MonoTime since;
     long long token = 0;
   };
   std::map<std::string, FailoverStart> failover_started_;  // by workload key
   std::map<std::string, std::uint64_t> label_writes_;      // by workload key: revision of our last label write
+  std::set<std::string> unconfirmed_;                      // workload keys with a label write of unknown outcome
+  // By workload key: the highest Lease token seen, kept for a while after the workload is gone (a re-created
+  // workload of the same name continues above it). `forgotten` is when the workload went away.
+  struct TokenMemory {
+    long long token = -1;
+    std::optional<util::MonoTime> forgotten;
+  };
+  std::map<std::string, TokenMemory> tokens_seen_;
 };
 
 }  // namespace singleton::op

@@ -115,6 +115,15 @@ std::optional<std::string> annotationOf(const Json& object, const std::string& k
   return value->get<std::string>();
 }
 
+std::optional<long long> integerAnnotationOf(const Json& object, const std::string& key) {
+  const auto text = annotationOf(object, key);
+  if (!text || text->empty()) return std::nullopt;
+  long long value = 0;
+  const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (ec != std::errc() || end != text->data() + text->size() || value < 0) return std::nullopt;
+  return value;
+}
+
 bool isControlledBy(const Json& object, const std::string& owner_uid) {
   const Json* metadata = metadataOf(object);
   const Json* refs = metadata ? find(*metadata, "ownerReferences") : nullptr;
@@ -210,7 +219,7 @@ std::string templateHash(const Json& pod_template) {
   return text;
 }
 
-Json desiredPod(const Workload& workload, int ordinal) {
+Json desiredPod(const Workload& workload, int ordinal, long long operator_term) {
   const Json* template_metadata = find(workload.pod_template, "metadata");
   Json labels = Json::object();
   Json annotations = Json::object();
@@ -221,6 +230,7 @@ Json desiredPod(const Workload& workload, int ordinal) {
   labels[kLabelWorkload] = workload.name;
   labels[kLabelRole] = kRoleStandby;
   annotations[kAnnotationTemplateHash] = workload.template_hash;
+  annotations[kAnnotationOperatorTerm] = std::to_string(operator_term);
 
   const Json* spec = find(workload.pod_template, "spec");
   return {{"apiVersion", "v1"},

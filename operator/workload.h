@@ -67,6 +67,9 @@ struct Workload {
 std::string metaString(const Json& object, std::string_view field);
 std::string labelOf(const Json& object, const std::string& key);
 std::optional<std::string> annotationOf(const Json& object, const std::string& key);
+// An annotation holding a non-negative decimal integer (a fencing token, an operator term); nullopt when absent or
+// not such a number.
+std::optional<long long> integerAnnotationOf(const Json& object, const std::string& key);
 // Has a controller ownerReference to the object with this uid.
 bool isControlledBy(const Json& object, const std::string& owner_uid);
 // A JSON pointer to metadata.labels[key] or metadata.annotations[key] ('/' in keys escaped as "~1").
@@ -89,7 +92,8 @@ std::optional<util::WallTime> unhealthySince(const Json& pod);
 // A stable hash of a pod template: FNV-1a 64 of its canonical JSON (nlohmann sorts object keys), as 16 hex digits.
 std::string templateHash(const Json& pod_template);
 // The pod for an ordinal: the template's labels and annotations plus ours (ours win on the reserved keys), role
-// standby (a pod is never born a leader), the template hash, and the ownerReference.
-Json desiredPod(const Workload& workload, int ordinal);
+// standby (a pod is never born a leader), the template hash, the operator term that creates it (the label fence,
+// docs/design.md "Operator self-fencing"), and the ownerReference.
+Json desiredPod(const Workload& workload, int ordinal, long long operator_term);
 
 }  // namespace singleton::op

@@ -464,8 +464,10 @@ std::string OperatorHarness::diagnostics() const {
 OperatorHarness* OperatorTest::harness_ = nullptr;
 std::vector<std::string> OperatorTest::namespaces_;
 
-void OperatorTest::SetUpTestSuite() {
-  harness_ = new OperatorHarness(singleton::testing::cluster());
+void OperatorTest::SetUpTestSuite() { startHarness(OperatorHarness::Options{}); }
+
+void OperatorTest::startHarness(OperatorHarness::Options options) {
+  harness_ = new OperatorHarness(singleton::testing::cluster(), std::move(options));
   try {
     harness_->start();
   } catch (const std::exception& e) {

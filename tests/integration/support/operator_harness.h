@@ -165,6 +165,8 @@ class OperatorTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite();
   static void TearDownTestSuite();
+  // For a suite that needs other harness options (e.g. proxy_operators): call from its own SetUpTestSuite.
+  static void startHarness(OperatorHarness::Options options);
   void SetUp() override;
   void TearDown() override;
 

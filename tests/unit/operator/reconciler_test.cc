@@ -258,7 +258,9 @@ TEST_F(ReconcilerTest, ALeaderLabelTheLeaseDoesNotNameIsRemoved) {
   h.steadyWorkload("w", 3);
   h.cluster->modify(kube::kPods, kNs, "w-2", [](Json& p) {
     p["metadata"]["labels"][kLabelRole] = kRoleLeader;
-    p["metadata"]["annotations"][kAnnotationFencingToken] = "7";
+    // Not above the Lease's: a higher token on any pod would make the operator write the Lease above it first
+    // (ReconcilerTokenTest).
+    p["metadata"]["annotations"][kAnnotationFencingToken] = "0";
   });
   h.cluster->clearViolations();  // the test made two leaders; the reconciler must end it
   EXPECT_EQ(h.reconcile("w").action, Action::kForget);

@@ -97,7 +97,7 @@ TEST(WorkloadTest, TemplateHashIsStableAndSensitive) {
 TEST(WorkloadTest, DesiredPodCarriesOurLabelsAnnotationsAndOwner) {
   auto w = Workload::fromJson(workloadJson());
   ASSERT_TRUE(w.ok());
-  const Json p = desiredPod(*w, 1);
+  const Json p = desiredPod(*w, 1, 7);
   EXPECT_EQ(p["metadata"]["name"], "billing-1");
   EXPECT_EQ(p["metadata"]["namespace"], "prod");
   EXPECT_EQ(p["metadata"]["labels"]["app"], "billing");
@@ -107,6 +107,7 @@ TEST(WorkloadTest, DesiredPodCarriesOurLabelsAnnotationsAndOwner) {
   EXPECT_EQ(p["metadata"]["annotations"]["team"], "payments");
   EXPECT_FALSE(p["metadata"]["annotations"].contains(kAnnotationFencingToken));
   EXPECT_EQ(p["metadata"]["annotations"][kAnnotationTemplateHash], w->template_hash);
+  EXPECT_EQ(p["metadata"]["annotations"][kAnnotationOperatorTerm], "7");  // its creator's stamp (the label fence)
   EXPECT_TRUE(isControlledBy(p, "w-uid"));
   EXPECT_EQ(p["spec"]["containers"][0]["image"], "billing:1");
 }
