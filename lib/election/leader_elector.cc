@@ -26,22 +26,18 @@ bool olderVersion(const std::string& candidate, const std::string& current) {
 
 int wholeSecondsUp(Millis d) { return static_cast<int>((d.count() + 999) / 1000); }
 
-}  // namespace
-
-util::Status validateTimings(Millis lease_duration, Millis renew_deadline, Millis retry_period) {
-  auto bad = [](const std::string& m) { return util::makeError(util::ErrorCode::kInvalidArgument, m); };
-  if (retry_period <= Millis(0)) return bad("retry period must be positive");
-  if (lease_duration < Millis(1000)) return bad("lease duration must be at least 1s (the Lease stores whole seconds)");
-  if (lease_duration <= renew_deadline) {
-    return bad("lease duration (" + util::formatDuration(lease_duration) + ") must be greater than renew deadline (" +
-               util::formatDuration(renew_deadline) + ")");
-  }
-  if (renew_deadline.count() * 10 <= retry_period.count() * 12) {
-    return bad("renew deadline (" + util::formatDuration(renew_deadline) +
-               ") must be greater than 1.2 x retry period (" + util::formatDuration(retry_period) + ")");
-  }
-  return {};
+// Whether two records are the same write. renewTime travels as a MicroTime, so compare it to the microsecond.
+bool sameWrite(const LeaderElectionRecord& a, const LeaderElectionRecord& b) {
+  auto micros = [](const std::optional<util::WallTime>& t) -> long long {
+    return t ? std::chrono::duration_cast<std::chrono::microseconds>(t->time_since_epoch()).count() : -1;
+  };
+  return a.holder_identity == b.holder_identity && a.lease_duration_seconds == b.lease_duration_seconds &&
+         a.leader_transitions == b.leader_transitions && micros(a.renew_time) == micros(b.renew_time);
 }
+
+constexpr std::size_t kOwnAttemptsKept = 16;
+
+}  // namespace
 
 util::Result<std::unique_ptr<LeaderElector>> LeaderElector::create(ElectorConfig config) {
   auto bad = [](const std::string& m) { return util::makeError(util::ErrorCode::kInvalidArgument, m); };
@@ -50,19 +46,38 @@ util::Result<std::unique_ptr<LeaderElector>> LeaderElector::create(ElectorConfig
   if (!config.callbacks.on_started_leading) return bad("on_started_leading callback is required");
   if (!config.callbacks.on_stopped_leading) return bad("on_stopped_leading callback is required");
   if (!config.clock) return bad("a clock is required");
-  if (auto s = validateTimings(config.lease_duration, config.renew_deadline, config.retry_period); !s.ok()) {
+  if (auto s = validateTimings(Timings{config.lease_duration, config.renew_deadline, config.retry_period,
+                                       config.renew_interval, config.stop_bound});
+      !s.ok()) {
     return std::move(s).takeError();
   }
   return std::unique_ptr<LeaderElector>(new LeaderElector(std::move(config)));
 }
 
-LeaderElector::LeaderElector(ElectorConfig config) : config_(std::move(config)), clock_(*config_.clock) {}
+LeaderElector::LeaderElector(ElectorConfig config)
+    : config_(std::move(config)),
+      clock_(*config_.clock),
+      renew_interval_(
+          effectiveRenewInterval(Timings{config_.lease_duration, config_.renew_deadline, config_.retry_period,
+                                         config_.renew_interval, config_.stop_bound})) {}
 
 LeaderElector::~LeaderElector() = default;
 
 bool LeaderElector::isLeader() const {
   std::lock_guard guard(mutex_);
   return leading_;
+}
+
+std::optional<util::MonoTime> LeaderElector::leadingUntil() const {
+  std::lock_guard guard(mutex_);
+  if (!leading_) return std::nullopt;
+  return last_renew_ + config_.renew_deadline;
+}
+
+std::optional<fencing::FencingToken> LeaderElector::highestTokenSeen() const {
+  std::lock_guard guard(mutex_);
+  if (!highest_token_) return std::nullopt;
+  return fencing::FencingToken(*highest_token_);
 }
 
 std::string LeaderElector::observedLeader() const {
@@ -82,7 +97,8 @@ std::string LeaderElector::observedVersion() const {
 
 util::Status LeaderElector::healthCheck(Millis tolerance) const {
   std::lock_guard guard(mutex_);
-  if (!leading_) return {};
+  // in_term_, not leading_: a term that has ended but whose renewing thread is still stuck is what this catches.
+  if (!in_term_) return {};
   const auto since = duration_cast<Millis>(clock_.now() - last_renew_);
   if (since > config_.lease_duration + tolerance) {
     return util::makeError(util::ErrorCode::kTimeout, "leader has not renewed lease " + config_.lock->describe() +
@@ -95,7 +111,22 @@ std::optional<std::pair<std::string, fencing::FencingToken>> LeaderElector::obse
     const std::optional<VersionedRecord>& seen, util::MonoTime now) {
   if (seen && observed_.current && seen->version == observed_.current->version) return std::nullopt;
   if (seen && observed_.current && olderVersion(seen->version, observed_.current->version)) return std::nullopt;
+  const bool seen_before = seen_any_;
+  seen_any_ = true;
   if (!seen && !observed_.current) return std::nullopt;
+  if (seen)
+    highest_token_ =
+        std::max(highest_token_.value_or(seen->record.leader_transitions), seen->record.leader_transitions);
+  // A new version naming us that we did not write: another process uses our identity. Only the very first record
+  // this elector sees may be a stale one of ours (a previous incarnation's, which then expires like any other).
+  if (seen && seen_before && seen->record.holder_identity == config_.lock->identity() &&
+      !ownRecordLocked(seen->record) && !conflict_) {
+    conflict_ = true;
+    spdlog::error(
+        "lease {}: another process is writing under this candidate's identity \"{}\" (a change it did not make); "
+        "stepping down without releasing. Give each candidate a unique identity",
+        config_.lock->describe(), config_.lock->identity());
+  }
   observed_.current = seen;
   observed_.changed_at = now;
   ++observed_.sequence;
@@ -137,21 +168,33 @@ bool LeaderElector::expiredLocked(util::MonoTime now) const {
   return now >= observed_.changed_at + duration;
 }
 
-LeaderElectionRecord LeaderElector::desiredRecord(const std::optional<VersionedRecord>& current) const {
+bool LeaderElector::ownRecordLocked(const LeaderElectionRecord& record) const {
+  if (record.holder_identity != config_.lock->identity()) return false;
+  return std::any_of(own_attempts_.begin(), own_attempts_.end(),
+                     [&](const LeaderElectionRecord& mine) { return sameWrite(mine, record); });
+}
+
+void LeaderElector::rememberAttemptLocked(const LeaderElectionRecord& record) {
+  own_attempts_.push_back(record);
+  while (own_attempts_.size() > kOwnAttemptsKept) own_attempts_.pop_front();
+}
+
+LeaderElectionRecord LeaderElector::desiredRecordLocked(const std::optional<VersionedRecord>& current) const {
   LeaderElectionRecord record;
   const util::WallTime wall = clock_.wallNow();
   record.holder_identity = config_.lock->identity();
   record.lease_duration_seconds = wholeSecondsUp(config_.lease_duration);
   record.renew_time = wall;
   record.acquire_time = wall;
-  if (current) {
+  if (current && term_active_ && ownRecordLocked(current->record)) {
+    // A renewal within this run's term: same token, same acquire time.
     record.leader_transitions = current->record.leader_transitions;
-    if (current->record.holder_identity == record.holder_identity) {
-      record.acquire_time = current->record.acquire_time ? current->record.acquire_time : wall;
-    } else {
-      // A new holder: a new fencing token.
-      record.leader_transitions += 1;
-    }
+    record.acquire_time = current->record.acquire_time ? current->record.acquire_time : wall;
+  } else if (current || highest_token_) {
+    // A new term (from another holder, a released record, our own record from an earlier run, or a record we
+    // recreate after it was deleted): a token above every one seen, so tokens never go backwards.
+    const long long base = current ? current->record.leader_transitions : *highest_token_;
+    record.leader_transitions = std::max(base, highest_token_.value_or(base)) + 1;
   }
   return record;
 }
@@ -162,26 +205,60 @@ bool LeaderElector::tryAcquireOrRenew(Millis timeout) {
   bool synced = false;
   {
     std::lock_guard guard(mutex_);
+    if (conflict_) return false;
     current = observed_.current;
     synced = watch_synced_ && config_.watch_record;
   }
   Lock& lock = *config_.lock;
-  const std::string& me = lock.identity();
+
+  // Records a successful write of ours. The lease runs from the start of the request (`now`): the earliest instant
+  // at which the write can have been seen, so leadingUntil() never outlasts what a follower grants.
+  auto succeeded = [&](const VersionedRecord& written) {
+    std::optional<std::pair<std::string, fencing::FencingToken>> announcement;
+    {
+      std::lock_guard guard(mutex_);
+      announcement = observeLocked(written, clock_.now());
+      term_active_ = true;
+      last_renew_ = now;
+      changed_.notify_all();
+    }
+    announce(announcement);
+    return true;
+  };
+  // Records a record read from the server, as seen when the answer arrived (later than any write it shows).
+  auto seen = [&](const std::optional<VersionedRecord>& record) {
+    std::optional<std::pair<std::string, fencing::FencingToken>> announcement;
+    {
+      std::lock_guard guard(mutex_);
+      announcement = observeLocked(record, clock_.now());
+      current = observed_.current;
+    }
+    announce(announcement);
+  };
 
   // 1. Without a trustworthy view (no watch, or nothing seen yet), read the record; create it if there is none.
   if (!synced || !current) {
     auto got = lock.get(timeout);
     if (!got.ok() && got.error().code == util::ErrorCode::kNotFound) {
-      LeaderElectionRecord record = desiredRecord(std::nullopt);
+      LeaderElectionRecord record;
+      {
+        std::lock_guard guard(mutex_);
+        seen_any_ = true;
+        if (observed_.current) {  // it was deleted: keep what we learnt from it (highest_token_)
+          observed_.current.reset();
+          observed_.changed_at = clock_.now();
+          ++observed_.sequence;
+        }
+        record = desiredRecordLocked(std::nullopt);
+        rememberAttemptLocked(record);
+      }
       auto created = lock.create(record, timeout);
       if (created.ok()) {
-        std::optional<std::pair<std::string, fencing::FencingToken>> announcement;
-        {
-          std::lock_guard guard(mutex_);
-          announcement = observeLocked(*created, now);
+        if (record.leader_transitions > 0) {
+          spdlog::warn("lease {}: created with token {}, above the highest token this candidate saw before",
+                       lock.describe(), record.leader_transitions);
         }
-        announce(announcement);
-        return true;
+        return succeeded(*created);
       }
       if (created.error().code != util::ErrorCode::kAlreadyExists) {
         spdlog::warn("lease {}: create failed: {}", lock.describe(), created.error().describe());
@@ -193,45 +270,29 @@ bool LeaderElector::tryAcquireOrRenew(Millis timeout) {
       spdlog::warn("lease {}: get failed: {}", lock.describe(), got.error().describe());
       return false;
     }
-    std::optional<std::pair<std::string, fencing::FencingToken>> announcement;
-    {
-      std::lock_guard guard(mutex_);
-      announcement = observeLocked(*got, now);
-      current = observed_.current;
-    }
-    announce(announcement);
+    seen(*got);
+    if (!current) return false;
   }
 
-  // 2. Someone else holds an unexpired lease: not our turn.
+  // 2. Someone else holds an unexpired lease (another process under our identity counts as someone else): not our
+  // turn.
+  LeaderElectionRecord desired;
   {
     std::lock_guard guard(mutex_);
-    if (current->record.holder_identity != me && !expiredLocked(now)) return false;
+    if (conflict_) return false;
+    if (!ownRecordLocked(current->record) && !expiredLocked(clock_.now())) return false;
+    desired = desiredRecordLocked(current);
+    rememberAttemptLocked(desired);
   }
 
   // 3. Acquire or renew with one compare-and-swap on the version we hold.
-  const LeaderElectionRecord desired = desiredRecord(current);
   auto updated = lock.update(current->version, desired, timeout);
-  if (updated.ok()) {
-    std::optional<std::pair<std::string, fencing::FencingToken>> announcement;
-    {
-      std::lock_guard guard(mutex_);
-      announcement = observeLocked(*updated, now);
-    }
-    announce(announcement);
-    return true;
-  }
+  if (updated.ok()) return succeeded(*updated);
   if (updated.error().code == util::ErrorCode::kConflict) {
     // Someone wrote first. Their write counts as a change seen now: it restarts the expiry clock.
     spdlog::debug("lease {}: conflict, re-reading", lock.describe());
     auto got = lock.get(timeout);
-    if (got.ok()) {
-      std::optional<std::pair<std::string, fencing::FencingToken>> announcement;
-      {
-        std::lock_guard guard(mutex_);
-        announcement = observeLocked(*got, clock_.now());
-      }
-      announce(announcement);
-    }
+    if (got.ok()) seen(*got);
     return false;
   }
   spdlog::warn("lease {}: update failed: {}", lock.describe(), updated.error().describe());
@@ -243,7 +304,9 @@ util::MonoTime LeaderElector::nextAttemptLocked(util::MonoTime now, bool last_at
   if (!synced || !observed_.current) return now + config_.retry_period;
   const auto& record = observed_.current->record;
   if (record.holder_identity.empty()) return last_attempt_failed ? now + config_.retry_period : now;
-  if (record.holder_identity == config_.lock->identity()) return now;  // ours already (e.g. we restarted)
+  if (ownRecordLocked(record)) {  // ours from an earlier run: a compare-and-swap on it proves no one took it since
+    return last_attempt_failed ? now + config_.retry_period : now;
+  }
   const Millis duration =
       record.lease_duration_seconds > 0 ? Millis(record.lease_duration_seconds * 1000LL) : config_.lease_duration;
   const util::MonoTime expiry = observed_.changed_at + duration;
@@ -256,10 +319,12 @@ bool LeaderElector::acquireLoop(std::stop_token stop) {
     std::uint64_t sequence_before = 0;
     {
       std::lock_guard guard(mutex_);
+      if (conflict_) return false;
       sequence_before = observed_.sequence;
     }
     if (tryAcquireOrRenew(config_.retry_period)) return true;
     std::unique_lock lock(mutex_);
+    if (conflict_) return false;
     // Nothing new was learnt from the failed attempt (an error, not a rival's write): don't retry at once.
     const bool failed = observed_.sequence == sequence_before;
     const util::MonoTime deadline = nextAttemptLocked(clock_.now(), failed);
@@ -269,36 +334,101 @@ bool LeaderElector::acquireLoop(std::stop_token stop) {
   return false;
 }
 
-void LeaderElector::leadLoop(std::stop_token stop) {
-  const Lock& lock = *config_.lock;
-  while (!stop.stop_requested()) {
+// Ends the term the moment leadership is lost, whatever the renewing thread is doing (it may be blocked in a
+// request): at leadingUntil(), when the record names another holder, or when another process writes as us. The
+// work's stop is requested right then; this is the instant the deadline inequality (timings.h) counts from.
+void LeaderElector::watchTerm(std::stop_source& term) {
+  const std::string& me = config_.lock->identity();
+  std::unique_lock guard(mutex_);
+  while (!term.stop_requested()) {
+    const util::MonoTime until = last_renew_ + config_.renew_deadline;
+    auto ended = [&]() -> std::optional<Outcome> {
+      if (conflict_) return Outcome::kIdentityConflict;
+      if (observed_.current && observed_.current->record.holder_identity != me) return Outcome::kLostLeadership;
+      if (!observed_.current) return Outcome::kLostLeadership;  // deleted
+      if (clock_.now() >= last_renew_ + config_.renew_deadline) return Outcome::kLostLeadership;
+      return std::nullopt;
+    };
+    clock_.waitUntil(guard, changed_, until, term.get_token(),
+                     [&] { return ended().has_value() || last_renew_ + config_.renew_deadline != until; });
+    if (term.stop_requested()) return;
+    const auto outcome = ended();
+    if (!outcome) continue;  // renewed: wait for the new deadline
+    if (*outcome == Outcome::kLostLeadership) {
+      if (observed_.current && observed_.current->record.holder_identity != me) {
+        spdlog::warn("lease {}: taken over by {}", config_.lock->describe(), observed_.current->record.holder_identity);
+      } else if (!observed_.current) {
+        spdlog::warn("lease {}: deleted while leading; stopping leading", config_.lock->describe());
+      } else {
+        spdlog::error("lease {}: could not renew within {}; stopping leading", config_.lock->describe(),
+                      util::formatDuration(config_.renew_deadline));
+      }
+    }
+    term_end_ = *outcome;
+    leading_ = false;
+    guard.unlock();
+    term.request_stop();
+    changed_.notify_all();
+    return;
+  }
+}
+
+void LeaderElector::leadLoop(std::stop_token term) {
+  bool failed = false;
+  util::MonoTime last_attempt = clock_.now();
+  while (!term.stop_requested()) {
     util::MonoTime renew_by;
     {
       std::unique_lock guard(mutex_);
-      const util::MonoTime next = clock_.now() + config_.retry_period;
-      // Wake early if someone else takes the record (a peer that judged us expired, or an operator's hand).
-      clock_.waitUntil(guard, changed_, next, stop, [&] {
-        return observed_.current && observed_.current->record.holder_identity != lock.identity();
-      });
-      if (stop.stop_requested()) return;
-      if (observed_.current && observed_.current->record.holder_identity != lock.identity()) {
-        spdlog::warn("lease {}: taken over by {}", lock.describe(), observed_.current->record.holder_identity);
-        return;
-      }
+      // Renew every renew_interval while renewals succeed; once one fails, retry every retry_period until the
+      // deadline. Followers expire us lease_duration after they saw our last write, and we stop at renew_deadline.
+      const util::MonoTime next = failed ? last_attempt + config_.retry_period : last_renew_ + renew_interval_;
+      clock_.waitUntil(guard, changed_, next, term, [] { return false; });
+      if (term.stop_requested()) return;
       renew_by = last_renew_ + config_.renew_deadline;
     }
     const util::MonoTime attempt_start = clock_.now();
-    if (attempt_start >= renew_by) {
-      spdlog::error("lease {}: could not renew within {}; stopping leading", lock.describe(),
-                    util::formatDuration(config_.renew_deadline));
-      return;
-    }
+    if (attempt_start >= renew_by) return;  // watchTerm ends the term
     const Millis budget = std::min(config_.retry_period, duration_cast<Millis>(renew_by - attempt_start));
-    if (tryAcquireOrRenew(budget)) {
-      std::lock_guard guard(mutex_);
-      last_renew_ = attempt_start;
-    }
+    failed = !tryAcquireOrRenew(budget);
+    last_attempt = attempt_start;
   }
+}
+
+util::Result<fencing::FencingToken> LeaderElector::raiseTokenAbove(fencing::FencingToken floor) {
+  VersionedRecord current;
+  LeaderElectionRecord desired;
+  util::MonoTime until;
+  const util::MonoTime start = clock_.now();
+  {
+    std::lock_guard guard(mutex_);
+    if (!leading_ || !observed_.current || !ownRecordLocked(observed_.current->record)) {
+      return util::makeError(util::ErrorCode::kInvalidArgument,
+                             "lease " + config_.lock->describe() + ": not leading, cannot raise the token");
+    }
+    current = *observed_.current;
+    if (current.record.leader_transitions > floor.value()) return token_;
+    desired = current.record;
+    desired.leader_transitions = floor.value() + 1;
+    desired.renew_time = clock_.wallNow();  // also a renewal, and a write we can tell apart from others
+    rememberAttemptLocked(desired);
+    until = last_renew_ + config_.renew_deadline;
+  }
+  if (start >= until) {
+    return util::makeError(util::ErrorCode::kTimeout, "lease " + config_.lock->describe() + ": renew deadline passed");
+  }
+  auto updated = config_.lock->update(current.version, desired,
+                                      std::min(config_.retry_period, duration_cast<Millis>(until - start)));
+  if (!updated.ok()) return std::move(updated).takeError();
+  std::lock_guard guard(mutex_);
+  observeLocked(*updated, clock_.now());
+  if (leading_) {
+    last_renew_ = std::max(last_renew_, start);
+    token_ = fencing::FencingToken(updated->record.leader_transitions);
+    changed_.notify_all();
+  }
+  spdlog::info("lease {}: token raised to {} (above {})", config_.lock->describe(), token_.value(), floor.value());
+  return token_;
 }
 
 void LeaderElector::release() {
@@ -306,8 +436,8 @@ void LeaderElector::release() {
   {
     std::lock_guard guard(mutex_);
     current = observed_.current;
+    if (!current || !ownRecordLocked(current->record)) return;
   }
-  if (!current || current->record.holder_identity != config_.lock->identity()) return;
   LeaderElectionRecord released;
   const util::WallTime wall = clock_.wallNow();
   released.holder_identity = "";
@@ -318,6 +448,8 @@ void LeaderElector::release() {
   auto result = config_.lock->update(current->version, released, config_.retry_period);
   if (result.ok()) {
     spdlog::info("lease {}: released", config_.lock->describe());
+    std::lock_guard guard(mutex_);
+    observeLocked(*result, clock_.now());
   } else {
     spdlog::warn("lease {}: release failed ({}); followers will wait for expiry", config_.lock->describe(),
                  result.error().describe());
@@ -325,8 +457,20 @@ void LeaderElector::release() {
 }
 
 LeaderElector::Outcome LeaderElector::run(std::stop_token stop) {
-  assert(!ran_ && "LeaderElector::run may be called once");
-  ran_ = true;
+  {
+    std::lock_guard guard(mutex_);
+    assert(!running_ && "LeaderElector::run must not be called concurrently");
+    running_ = true;
+    // Per-run state. What we know of the record is kept, but its expiry clock restarts now: while no run watched, a
+    // holder may have renewed without our seeing it (the first read of this run tells us).
+    watch_synced_ = false;
+    term_active_ = false;
+    leading_ = false;
+    conflict_ = false;
+    term_end_.reset();
+    observed_.changed_at = clock_.now();
+    observed_.reported_holder.clear();
+  }
   std::jthread watcher;
   if (config_.watch_record) {
     watcher = std::jthread([this](std::stop_token watch_stop) {
@@ -344,32 +488,44 @@ LeaderElector::Outcome LeaderElector::run(std::stop_token stop) {
     {
       std::lock_guard guard(mutex_);
       leading_ = true;
-      last_renew_ = clock_.now();
+      in_term_ = true;
       token = fencing::FencingToken(observed_.current->record.leader_transitions);
       token_ = token;
     }
     spdlog::info("lease {}: {} started leading with token {}", config_.lock->describe(), config_.lock->identity(),
                  token.value());
+    std::stop_source term;  // requested the moment this term ends, for whatever reason
+    std::stop_callback forward(stop, [&term] { term.request_stop(); });
     std::jthread work(
-        [this, token](std::stop_token work_stop) { config_.callbacks.on_started_leading(token, work_stop); });
-    std::stop_callback forward(stop, [&work] { work.request_stop(); });
-    leadLoop(stop);
-    outcome = stop.stop_requested() ? Outcome::kStopped : Outcome::kLostLeadership;
+        [this, token, term_token = term.get_token()] { config_.callbacks.on_started_leading(token, term_token); });
+    std::jthread deadline([this, &term] { watchTerm(term); });
+    leadLoop(term.get_token());
+    term.request_stop();
+    deadline.join();
     {
       std::lock_guard guard(mutex_);
       leading_ = false;
+      in_term_ = false;
+      outcome = term_end_.value_or(stop.stop_requested() ? Outcome::kStopped : Outcome::kLostLeadership);
     }
-    work.request_stop();
     if (work.joinable()) work.join();  // leader work ends before anyone else may start it
     spdlog::info("lease {}: {} stopped leading", config_.lock->describe(), config_.lock->identity());
     config_.callbacks.on_stopped_leading();
     if (outcome == Outcome::kStopped && config_.release_on_cancel) release();
   } else {
-    config_.callbacks.on_stopped_leading();
+    {
+      std::lock_guard guard(mutex_);
+      if (conflict_) outcome = Outcome::kIdentityConflict;
+    }
+    config_.callbacks.on_stopped_leading();  // exactly once per run, also when this candidate never led
   }
   if (watcher.joinable()) {
     watcher.request_stop();
     watcher.join();
+  }
+  {
+    std::lock_guard guard(mutex_);
+    running_ = false;
   }
   return outcome;
 }

@@ -14,8 +14,16 @@ inline void addTimingFlags(util::FlagSet& flags, util::Millis& lease_duration, u
   flags.addDuration("renew-deadline", renew_deadline, "D",
                     "how long the leader retries renewing before it steps down (default {default})");
   flags.addDuration("retry-period", retry_period, "D",
-                    "interval between renewals (default {default})\n"
-                    "(need lease-duration > renew-deadline > 1.2 x retry-period)");
+                    "interval between a follower's polls and the leader's retries after a failed renewal (default "
+                    "{default})\n(need lease-duration > renew-deadline > 1.2 x retry-period, and renew-deadline + "
+                    "10% of lease-duration < lease-duration)");
+}
+
+// --renew-interval: 0 (the default) means election::defaultRenewInterval(), a third of the lease.
+inline void addRenewIntervalFlag(util::FlagSet& flags, util::Millis& renew_interval) {
+  flags.addDuration("renew-interval", renew_interval, "D",
+                    "interval between the leader's renewals while they succeed; default: a third of lease-duration "
+                    "(at most renew-deadline - retry-period); must be less than renew-deadline");
 }
 
 }  // namespace singleton::election

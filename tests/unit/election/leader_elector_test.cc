@@ -5,67 +5,17 @@
 #include <atomic>
 #include <thread>
 
-#include "support/fake_lock.h"
+#include "election/elector_fixture.h"
 
 namespace singleton::election {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::Candidate;
+using testing::ElectorTest;
 using testing::eventually;
 using testing::FakeLock;
 using testing::FakeRecordStore;
-
-struct Candidate {
-  std::shared_ptr<FakeLock> lock;
-  std::unique_ptr<LeaderElector> elector;
-  std::atomic<int> started{0};
-  std::atomic<int> stopped{0};
-  std::atomic<long long> token{-1};
-  std::atomic<int> outcome{-1};
-  std::vector<std::pair<std::string, long long>> new_leaders;
-  std::mutex mutex;
-  std::jthread thread;
-
-  void start() {
-    thread = std::jthread([this](std::stop_token stop) { outcome = static_cast<int>(elector->run(stop)); });
-  }
-  void stop() {
-    thread.request_stop();
-    thread.join();
-  }
-};
-
-class ElectorTest : public ::testing::Test {
- protected:
-  std::unique_ptr<Candidate> candidate(const std::string& id, bool release_on_cancel = true) {
-    auto c = std::make_unique<Candidate>();
-    c->lock = std::make_shared<FakeLock>(store_, id);
-    ElectorConfig config;
-    config.lock = c->lock;
-    config.lease_duration = 15s;
-    config.renew_deadline = 10s;
-    config.retry_period = 2s;
-    config.release_on_cancel = release_on_cancel;
-    config.clock = &clock_;
-    Candidate* raw = c.get();
-    config.callbacks.on_started_leading = [raw](fencing::FencingToken token, std::stop_token) {
-      raw->token = token.value();
-      ++raw->started;
-    };
-    config.callbacks.on_stopped_leading = [raw] { ++raw->stopped; };
-    config.callbacks.on_new_leader = [raw](const std::string& holder, fencing::FencingToken token) {
-      std::lock_guard g(raw->mutex);
-      raw->new_leaders.emplace_back(holder, token.value());
-    };
-    auto elector = LeaderElector::create(config);
-    EXPECT_TRUE(elector.ok());
-    c->elector = std::move(elector).value();
-    return c;
-  }
-
-  std::shared_ptr<FakeRecordStore> store_ = std::make_shared<FakeRecordStore>();
-  util::FakeClock clock_;
-};
 
 TEST(ElectorConfigTest, RejectsBrokenTimingsAndMissingParts) {
   auto store = std::make_shared<FakeRecordStore>();
@@ -131,12 +81,15 @@ TEST_F(ElectorTest, RenewKeepsTokenAndAcquireTime) {
   EXPECT_EQ(record.renew_time, clock_.wallNow());
 }
 
-TEST_F(ElectorTest, SameIdentityReacquiringDoesNotIncrementTheToken) {
+TEST_F(ElectorTest, RestartedCandidateWithTheSameIdentityWaitsForExpiryAndTakesANewToken) {
   auto first = candidate("a");
   ASSERT_TRUE(first->elector->tryAcquireOrRenew(1s));
-  auto restarted = candidate("a");  // the same identity after a restart, before expiry
+  // The same identity after a restart: the record may as well be another live process's, so it waits for expiry.
+  auto restarted = candidate("a");
+  EXPECT_FALSE(restarted->elector->tryAcquireOrRenew(1s));
+  clock_.advance(15s);
   ASSERT_TRUE(restarted->elector->tryAcquireOrRenew(1s));
-  EXPECT_EQ(store_->read()->record.leader_transitions, 0);
+  EXPECT_EQ(store_->read()->record.leader_transitions, 1) << "a new term, a new token";
 }
 
 TEST_F(ElectorTest, FollowerWaitsForExpiryOnItsOwnClockThenTakesOverWithNextToken) {
@@ -188,21 +141,27 @@ TEST_F(ElectorTest, EachRenewalSeenRestartsTheExpiryClock) {
 
 TEST_F(ElectorTest, LeaderThatCannotRenewStepsDownAtRenewDeadline) {
   auto a = candidate("a");
+  const auto t0 = clock_.now();
   a->start();
-  ASSERT_TRUE(eventually([&] { return a->started == 1; }));
+  ASSERT_TRUE(eventually([&] { return a->started == 1 && clock_.sleepingUntil(t0 + 5s); }));
+  EXPECT_EQ(a->elector->leadingUntil(), t0 + 10s);
   a->lock->partition(true);
-  for (int i = 0; i < 4; ++i) {
-    clock_.advance(2s);
-    std::this_thread::sleep_for(20ms);
-  }
-  EXPECT_TRUE(a->elector->isLeader()) << "stepped down before the renew deadline";
+  // Renewal at 5 s fails; retries every retry period (7 s, 9 s); the term ends at 10 s exactly.
+  clock_.advance(5s);
+  ASSERT_TRUE(eventually([&] { return clock_.sleepingUntil(t0 + 7s); }));
   clock_.advance(2s);
+  ASSERT_TRUE(eventually([&] { return clock_.sleepingUntil(t0 + 9s); }));
+  clock_.advance(2s);
+  ASSERT_TRUE(eventually([&] { return clock_.sleepingUntil(t0 + 11s); }));
+  clock_.advance(999ms);
   std::this_thread::sleep_for(20ms);
-  clock_.advance(2s);
+  EXPECT_TRUE(a->elector->isLeader()) << "stepped down before the renew deadline";
+  clock_.advance(1ms);
   ASSERT_TRUE(eventually([&] { return a->outcome != -1; }));
   EXPECT_EQ(a->outcome, static_cast<int>(LeaderElector::Outcome::kLostLeadership));
   EXPECT_EQ(a->stopped, 1);
   EXPECT_FALSE(a->elector->isLeader());
+  EXPECT_EQ(a->elector->leadingUntil(), std::nullopt);
 }
 
 TEST_F(ElectorTest, GracefulStopReleasesAndFollowerTakesOverAtOnce) {
@@ -235,12 +194,15 @@ TEST_F(ElectorTest, FollowersWatchInsteadOfPolling) {
   ASSERT_TRUE(eventually([&] { return b->elector->observedLeader() == "a" && b->lock->delivered() >= 1; }));
   const int gets_before = b->lock->gets();
   const int writes_before = store_->writes();
-  for (int i = 1; i <= 30; ++i) {  // one minute of steady state, in lock step: both asleep, then one retry period
-    ASSERT_TRUE(eventually([&] { return clock_.sleepers() == 2; })) << i;
-    clock_.advance(2s);
+  // One minute of steady state, in lock step: everyone asleep (the leader's renewer and its deadline watch, the
+  // follower), then one renew interval.
+  EXPECT_EQ(a->elector->renewInterval(), 5s);
+  for (int i = 1; i <= 12; ++i) {
+    ASSERT_TRUE(eventually([&] { return clock_.sleepers() == 3; })) << i;
+    clock_.advance(5s);
     ASSERT_TRUE(eventually([&] { return store_->writes() == writes_before + i; })) << i;
   }
-  EXPECT_EQ(store_->writes(), writes_before + 30) << "one renewal per retry period";
+  EXPECT_EQ(store_->writes(), writes_before + 12) << "one renewal per renew interval: 12 a minute at 15/10/2 s";
   EXPECT_EQ(b->lock->gets(), gets_before) << "a watching follower must not poll";
   EXPECT_EQ(b->lock->updates(), 0);
   EXPECT_EQ(b->started, 0);
@@ -299,11 +261,12 @@ TEST_F(ElectorTest, HealthCheckFailsWhenLeaderIsWedged) {
   a->start();
   ASSERT_TRUE(eventually([&] { return a->started == 1; }));
   EXPECT_TRUE(a->elector->healthCheck(1s).ok());
-  ASSERT_TRUE(eventually([&] { return clock_.sleepers() == 1; })) << "the leader waits to renew";
+  ASSERT_TRUE(eventually([&] { return clock_.sleepers() == 2; })) << "the leader waits to renew";
   a->lock->hang(true);  // the next renewal never returns
-  clock_.advance(2s);
-  ASSERT_TRUE(eventually([&] { return a->lock->stuck() == 1; }));  // the last good renewal was 2 s ago
-  clock_.advance(13s);
+  clock_.advance(5s);
+  ASSERT_TRUE(eventually([&] { return a->lock->stuck() == 1; }));  // the last good renewal was 5 s ago
+  clock_.advance(10s);
+  ASSERT_TRUE(eventually([&] { return !a->elector->isLeader(); })) << "the term ends at the deadline, stuck or not";
   EXPECT_TRUE(a->elector->healthCheck(1s).ok()) << "within lease duration + tolerance";
   clock_.advance(2s);
   EXPECT_FALSE(a->elector->healthCheck(1s).ok());

@@ -25,6 +25,13 @@ class FakeRecordStore {
     std::lock_guard g(mutex_);
     commitLocked(record);
   }
+  // Deletes the record as an outsider would (a GitOps prune, kubectl delete); watchers see nullopt.
+  void erase() {
+    std::lock_guard g(mutex_);
+    current_.reset();
+    for (auto& s : subscribers_) s->queue.push_back(std::nullopt);
+    cv_.notify_all();
+  }
   util::Result<election::VersionedRecord> create(const election::LeaderElectionRecord& record) {
     std::lock_guard g(mutex_);
     ++writes_;
@@ -102,7 +109,9 @@ class FakeLock final : public election::Lock {
       --stuck_;
     }
     ++updates_;
-    return store_->update(version, record);
+    auto result = store_->update(version, record);
+    if (result.ok() && losing_answers_) return util::makeError(util::ErrorCode::kTimeout, "answer lost");
+    return result;
   }
   util::Status watch(const std::function<void(const std::optional<election::VersionedRecord>&)>& on_change,
                      std::stop_token stop) override {
@@ -127,6 +136,8 @@ class FakeLock final : public election::Lock {
 
   // Every call fails with a network error while set (a partitioned candidate).
   void partition(bool on) { partitioned_ = on; }
+  // update() commits but reports a timeout while set (the answer was lost on the way back).
+  void loseAnswers(bool on) { losing_answers_ = on; }
   // update() blocks while set (a wedged connection).
   void hang(bool on) { hanging_ = on; }
   int updates() const { return updates_; }
@@ -145,6 +156,7 @@ class FakeLock final : public election::Lock {
   std::string identity_;
   std::atomic<bool> partitioned_{false};
   std::atomic<bool> hanging_{false};
+  std::atomic<bool> losing_answers_{false};
   std::atomic<int> updates_{0};
   std::atomic<int> gets_{0};
   std::atomic<int> stuck_{0};
