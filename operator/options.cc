@@ -165,12 +165,15 @@ Flags:
          R"(
 Durations are Go-style: 500ms, 4s, 1m30s. Addresses are HOST:PORT or :PORT (all interfaces).
 
-Endpoints: /healthz answers 500 when this replica leads but its elector has not renewed the Lease for
-lease-duration + 20s; /readyz answers 503 until the informers have listed everything once; /metrics is in the
-Prometheus text format.
+Losing the Lease is not fatal: the replica stops writing at its renew deadline, stops its workers, keeps its caches
+warm and campaigns again.
 
-Exit status: 0 stopped by SIGTERM or SIGINT (the Lease is released); 1 lost leadership or a runtime failure (a
-supervisor restarts it); 2 bad flags or configuration.
+Endpoints: /healthz answers 500 only when the process is wedged (it leads but its elector has not renewed the Lease
+for lease-duration + 20s, or a finished term's workers have not stopped for as long); /readyz answers 503 until the
+informers have listed everything once; /metrics is in the Prometheus text format.
+
+Exit status: 0 stopped by SIGTERM or SIGINT (the Lease is released); 1 a runtime failure (a supervisor restarts it);
+2 bad flags or configuration, including another process using this replica's identity on the Lease.
 )";
 }
 
