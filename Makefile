@@ -3,6 +3,12 @@ BUILD_DIR ?= build
 ASAN_BUILD_DIR ?= build-asan
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# ccache shares objects between builds and between clones on one machine (CI builds in a fresh clone): paths are
+# hashed relative to the checkout, so the same source compiles once per flags, whichever folder it sits in.
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := 1
+# Looked up when the recipe runs (deps installs it first); empty means no launcher.
+LAUNCHER = -DCMAKE_CXX_COMPILER_LAUNCHER="$$(command -v ccache)"
 
 .PHONY: help deps control-plane build build-asan test test-unit test-asan demo demo-elect bench-elector \
         bench-operator format format-check tidy clean
@@ -25,11 +31,11 @@ control-plane: deps
 	@bash e2e/cluster/build-binaries.sh >/dev/null
 
 build: deps
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSINGLETON_WERROR=ON $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSINGLETON_WERROR=ON $(LAUNCHER) $(CMAKE_FLAGS)
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
 build-asan: deps
-	cmake -S . -B $(ASAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSINGLETON_SANITIZE=ON -DSINGLETON_WERROR=ON $(CMAKE_FLAGS)
+	cmake -S . -B $(ASAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSINGLETON_SANITIZE=ON -DSINGLETON_WERROR=ON $(LAUNCHER) $(CMAKE_FLAGS)
 	cmake --build $(ASAN_BUILD_DIR) -j$(JOBS)
 
 test-unit: build

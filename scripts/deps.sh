@@ -8,6 +8,7 @@ packages=(
   libcpprest-dev libboost-dev libboost-system-dev nlohmann-json3-dev libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev
   etcd-server etcd-client golang-go golang-github-modern-go-reflect2-dev rsync openssl curl procps psmisc ca-certificates
+  ccache
 )
 
 missing=()

@@ -181,6 +181,13 @@ std::filesystem::path OperatorHarness::operatorLogPath(int index) const {
   return log_dir_ / (identity(index) + ".log");
 }
 
+TcpProxy& OperatorHarness::operatorProxy(int index) {
+  auto& r = operators_.at(static_cast<std::size_t>(index));
+  if (!r.proxy)
+    throw std::logic_error("operator " + std::to_string(index) + " has no proxy (Options::proxy_operators)");
+  return *r.proxy;
+}
+
 void OperatorHarness::startOperator(int index) {
   Replica& r = operators_.at(static_cast<std::size_t>(index));
   if (r.process && r.process->running()) return;
@@ -189,13 +196,23 @@ void OperatorHarness::startOperator(int index) {
   r.metrics_port = 0;
   const std::string log = operatorLogPath(index).string();
   { std::ofstream(log, std::ios::app) << "==== starting " << identity(index) << "\n"; }
+  std::string kubeconfig = cluster_.kubeconfigPath().string();
+  if (options_.proxy_operators) {
+    // The proxy outlives restarts of its replica, so a test can keep one fault in place across them.
+    if (!r.proxy) {
+      r.proxy = std::make_unique<TcpProxy>(cluster_.apiserverPort());
+      r.proxied_kubeconfig = log_dir_ / ("kubeconfig-" + identity(index));
+      r.proxy->writeKubeconfig(cluster_.kubeconfigPath(), r.proxied_kubeconfig);
+    }
+    kubeconfig = r.proxied_kubeconfig.string();
+  }
   // sh execs the operator with its output appended to the log file, so the pid is the operator's.
   std::vector<std::string> argv = {"/bin/sh",
                                    "-c",
                                    "exec \"$0\" \"$@\" >>'" + log + "' 2>&1",
                                    operatorBinary(),
                                    "--kubeconfig",
-                                   cluster_.kubeconfigPath().string(),
+                                   kubeconfig,
                                    "--identity",
                                    identity(index),
                                    "--leader-election-namespace",

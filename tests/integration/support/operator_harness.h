@@ -33,6 +33,7 @@
 #include "support/cluster_fixture.h"
 #include "support/leader_auditor.h"
 #include "support/process.h"
+#include "support/tcp_proxy.h"
 
 namespace singleton::testing {
 
@@ -66,6 +67,8 @@ class OperatorHarness {
     std::string heartbeat = "1s";
     std::string log_level = "debug";
     std::vector<std::string> extra_operator_args;
+    // Each replica talks to the apiserver through a TcpProxy of its own (operatorProxy(i)), for network faults.
+    bool proxy_operators = false;
   };
 
   OperatorHarness(LocalCluster& cluster, Options options);
@@ -102,6 +105,8 @@ class OperatorHarness {
   // GET http://127.0.0.1:PORT/PATH: status code and body ({0, ""} if nothing answers).
   std::pair<int, std::string> httpGet(int port, const std::string& path) const;
   std::filesystem::path operatorLogPath(int index) const;
+  // The proxy between replica `index` and the apiserver (options().proxy_operators); throws std::logic_error if none.
+  TcpProxy& operatorProxy(int index);
   std::string operatorLogTail(int index, std::size_t lines = 60) const;
 
   // The operators' Lease singleton-system/singleton-operator (nullopt if absent).
@@ -135,6 +140,8 @@ class OperatorHarness {
     std::unique_ptr<Process> process;
     int health_port = 0;
     int metrics_port = 0;
+    std::unique_ptr<TcpProxy> proxy;           // with options_.proxy_operators
+    std::filesystem::path proxied_kubeconfig;  // names the proxy
   };
   void startKubelet();
   void prepareNodes();
