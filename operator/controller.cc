@@ -160,14 +160,14 @@ bool Controller::waitSynced(std::stop_token stop) const {
   return true;
 }
 
-long long Controller::highestOperatorTerm() const {
-  long long highest = 0;
+std::optional<long long> Controller::highestOperatorTerm() const {
+  std::optional<long long> highest;
   for (const Json& lease : impl_->informers.leases.list()) {
     const auto text = annotationOf(lease, kAnnotationOperatorTerm);
     if (!text) continue;
     long long term = 0;
     const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), term);
-    if (ec == std::errc() && end == text->data() + text->size()) highest = std::max(highest, term);
+    if (ec == std::errc() && end == text->data() + text->size()) highest = std::max(highest.value_or(term), term);
   }
   return highest;
 }

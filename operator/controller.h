@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stop_token>
 #include <string>
 
@@ -51,8 +52,8 @@ class Controller {
   // Waits until synced(); false when `stop` came first.
   bool waitSynced(std::stop_token stop) const;
   // The highest operator term (annotation singleton.dev/operator-term) recorded on the workload Leases in the cache:
-  // a new operator term must be above it, or self-fencing would refuse its writes. 0 when none.
-  long long highestOperatorTerm() const;
+  // a new operator term must be above it, or self-fencing would refuse its writes. nullopt when none records one.
+  std::optional<long long> highestOperatorTerm() const;
   // Runs `options.workers` workers until `stop` (one leadership term); returns after in-flight reconciles have
   // finished. Requests the workers send are cancelled by `stop` (kube::CancelScope), so a worker blocked on a stalled
   // apiserver does not hold up the hand-over. Every key is enqueued at start (a new leader re-checks every workload);

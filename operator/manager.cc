@@ -111,8 +111,10 @@ Manager::~Manager() = default;
 std::optional<fencing::FencingToken> Manager::termAboveRecorded(fencing::FencingToken token, std::stop_token stop) {
   // The caches are complete up to their first list: a term recorded on any workload Lease is in them.
   if (!controller_->waitSynced(stop)) return std::nullopt;
-  const long long floor = controller_->highestOperatorTerm();
-  if (token.value() > floor) return token;
+  // No workload Lease records a term (a fresh install): nothing to be fenced out of.
+  const std::optional<long long> recorded = controller_->highestOperatorTerm();
+  if (!recorded || token.value() > *recorded) return token;
+  const long long floor = *recorded;
   while (!stop.stop_requested()) {
     auto raised = elector_->raiseTokenAbove(fencing::FencingToken(floor));
     if (raised.ok()) {

@@ -264,6 +264,16 @@ TEST_F(ManagerTest, ATermNotAboveTheOneWorkloadLeasesRecordIsRaisedBeforeTheGate
   stop();
 }
 
+TEST_F(ManagerTest, AFreshInstallKeepsItsFirstTermWithoutAWarning) {
+  auto m = make(options());
+  start(*m);
+  ASSERT_TRUE(eventually([&] { return m->gate().mayWrite(); }));
+  EXPECT_EQ(m->gate().term().value(), store_->read()->record.leader_transitions);
+  EXPECT_EQ(store_->read()->record.leader_transitions, 0) << "no workload Lease records a term: nothing to raise";
+  EXPECT_TRUE(eventPosts().empty());
+  stop();
+}
+
 TEST_F(ManagerTest, ATermAboveTheRecordedOnesIsKept) {
   election::LeaderElectionRecord before;
   before.holder_identity = "";
