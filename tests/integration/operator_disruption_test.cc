@@ -6,8 +6,9 @@
 //   say it leads) within lease + retry period (+ slack for a loaded machine) of the fault clearing, and a deletion of
 //   a workload's leader pod is failed over. The auditor checks throughout that no two pods are labelled leader and
 //   that tokens only grow (TearDown fails the test otherwise).
-//   - The operator's own Lease deleted: a leader-pod deletion is still failed over (issue 7: terms survive their
-//     Lease).
+//   - The operator's own Lease deleted, under running replicas and before freshly started ones (which remember no
+//     token and must raise their term above the workload Leases' records): a leader-pod deletion is still failed
+//     over (issue 7: terms survive their Lease).
 // Each fault runs once; SINGLETON_DISRUPTION_ROUNDS=N repeats the sequence N times. SINGLETON_STALL_SECONDS sets the
 // apiserver freeze (default 2 x lease) during which the replicas' CPU use is measured and printed.
 #include <gtest/gtest.h>
