@@ -3,6 +3,8 @@
 // error -> rate-limited retry; conflict -> at once; requeue-after -> delayed; success -> forget.
 #include "operator/controller.h"
 
+#include <algorithm>
+#include <charconv>
 #include <condition_variable>
 #include <exception>
 #include <thread>
@@ -33,10 +35,14 @@ const std::string kHelpQueueDepth = "Workload keys waiting in the controller's w
 // on the network, not on the injected clock).
 constexpr std::chrono::milliseconds kSyncPoll{20};
 
-watch::ReflectorOptions reflectorOptions(const std::string& ns, std::string label_selector,
+constexpr util::Millis kWatchBackoffInitial{100};
+
+watch::ReflectorOptions reflectorOptions(const ControllerOptions& controller, std::string label_selector,
                                          std::function<void(Json&)> transform) {
   watch::ReflectorOptions options;
-  options.ns = ns;
+  options.ns = controller.watch_namespace;
+  options.backoff =
+      util::BackoffPolicy{kWatchBackoffInitial, std::max(kWatchBackoffInitial, controller.watch_backoff_max), 2.0, 0.2};
   options.label_selector = std::move(label_selector);
   options.transform = std::move(transform);
   return options;
@@ -53,15 +59,12 @@ struct Controller::Impl {
         queue(clock, &metrics.gauge(kMetricQueueDepth, kHelpQueueDepth)),
         recorder(client, clock, EventRecorderOptions{.instance = options.identity}),
         reconciler(client, informers, recorder, metrics, clock),
-        workload_reflector(client, kWorkloads, reflectorOptions(options.watch_namespace, "", stripObject),
-                           informers.workloads, clock),
-        pod_reflector(client, kube::kPods, reflectorOptions(options.watch_namespace, kLabelWorkload, stripPod),
-                      informers.pods, clock),
-        lease_reflector(client, kube::kLeases, reflectorOptions(options.watch_namespace, kLabelWorkload, stripObject),
-                        informers.leases, clock),
-        service_reflector(client, kube::kServices,
-                          reflectorOptions(options.watch_namespace, kLabelWorkload, stripService), informers.services,
-                          clock) {
+        workload_reflector(client, kWorkloads, reflectorOptions(options, "", stripObject), informers.workloads, clock),
+        pod_reflector(client, kube::kPods, reflectorOptions(options, kLabelWorkload, stripPod), informers.pods, clock),
+        lease_reflector(client, kube::kLeases, reflectorOptions(options, kLabelWorkload, stripObject), informers.leases,
+                        clock),
+        service_reflector(client, kube::kServices, reflectorOptions(options, kLabelWorkload, stripService),
+                          informers.services, clock) {
     informers.pods_resource_version = [this] { return pod_reflector.lastResourceVersion(); };
     for (const auto result : {"success", "error", "requeue"}) {
       metrics.counter(kMetricReconciles, kHelpReconciles, {{"result", result}});
@@ -146,16 +149,31 @@ void Controller::runInformers(std::stop_token stop) {
 
 bool Controller::synced() const { return impl_->informers.synced(); }
 
-void Controller::runWorkers(const WriteGate& gate, std::stop_token stop) {
-  {
-    std::mutex mutex;
-    std::condition_variable_any cv;
-    std::unique_lock lock(mutex);
-    while (!synced()) {
-      cv.wait_for(lock, stop, kSyncPoll, [] { return false; });
-      if (stop.stop_requested()) return;
-    }
+bool Controller::waitSynced(std::stop_token stop) const {
+  std::mutex mutex;
+  std::condition_variable_any cv;
+  std::unique_lock lock(mutex);
+  while (!synced()) {
+    cv.wait_for(lock, stop, kSyncPoll, [] { return false; });
+    if (stop.stop_requested()) return false;
   }
+  return true;
+}
+
+std::optional<long long> Controller::highestOperatorTerm() const {
+  std::optional<long long> highest;
+  for (const Json& lease : impl_->informers.leases.list()) {
+    const auto text = annotationOf(lease, kAnnotationOperatorTerm);
+    if (!text) continue;
+    long long term = 0;
+    const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), term);
+    if (ec == std::errc() && end == text->data() + text->size()) highest = std::max(highest.value_or(term), term);
+  }
+  return highest;
+}
+
+void Controller::runWorkers(const WriteGate& gate, std::stop_token stop) {
+  if (!waitSynced(stop)) return;
   // A new leader re-checks every workload: the previous one may have stopped half-way.
   const std::vector<Json> workloads = impl_->informers.workloads.list();
   for (const Json& workload : workloads) impl_->queue.add(watch::objectKey(workload));
@@ -166,6 +184,9 @@ void Controller::runWorkers(const WriteGate& gate, std::stop_token stop) {
   std::vector<std::jthread> workers;
   for (int i = 0; i < std::max(1, impl_->options.workers); ++i) {
     workers.emplace_back([this, &gate, stop] {
+      // Requests still waiting for an answer when the term ends fail at once (kCancelled) instead of at their
+      // timeout: the gate is already shut, their answers would change nothing, and the elector joins us.
+      const kube::CancelScope cancel_with_term(stop);
       while (auto key = impl_->queue.get(stop)) {
         impl_->process(*key, gate);
         impl_->queue.done(*key);
@@ -173,6 +194,9 @@ void Controller::runWorkers(const WriteGate& gate, std::stop_token stop) {
     });
   }
   for (std::jthread& worker : workers) worker.join();
+  // Per-term state: the next term enqueues every workload anew and must not inherit this one's backoffs.
+  // (The reconciler's recent writes expire by themselves; see docs/operations.md.)
+  impl_->queue.reset();
   kLog.info("workers stopped");
 }
 

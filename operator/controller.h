@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stop_token>
 #include <string>
 
@@ -30,6 +31,10 @@ struct ControllerOptions {
   std::string watch_namespace;  // "" = all namespaces
   int workers = 2;
   std::string identity;  // this operator replica, for Events' reportingInstance and logs
+  // The longest wait between an informer's attempts to list or watch again after a failure (from 100 ms, doubling,
+  // ±20 % jitter). Bounds how long after an apiserver comes back the caches resume. The manager passes
+  // --retry-period.
+  util::Millis watch_backoff_max{10'000};
 };
 
 class Controller {
@@ -44,8 +49,15 @@ class Controller {
   void runInformers(std::stop_token stop);
   // Every informer has delivered its first list.
   bool synced() const;
-  // Runs `options.workers` workers until `stop`; returns after in-flight reconciles have finished. Every key is
-  // enqueued at start (a new leader re-checks every workload). May be called again after it returned.
+  // Waits until synced(); false when `stop` came first.
+  bool waitSynced(std::stop_token stop) const;
+  // The highest operator term (annotation singleton.dev/operator-term) recorded on the workload Leases in the cache:
+  // a new operator term must be above it, or self-fencing would refuse its writes. nullopt when none records one.
+  std::optional<long long> highestOperatorTerm() const;
+  // Runs `options.workers` workers until `stop` (one leadership term); returns after in-flight reconciles have
+  // finished. Requests the workers send are cancelled by `stop` (kube::CancelScope), so a worker blocked on a stalled
+  // apiserver does not hold up the hand-over. Every key is enqueued at start (a new leader re-checks every workload);
+  // at the end the term's pending requeues and backoffs are dropped. May be called again after it returned.
   void runWorkers(const WriteGate& gate, std::stop_token stop);
 
  private:

@@ -13,8 +13,8 @@ namespace {
 using namespace singleton;
 
 constexpr const char* kProgram = "singleton-operator";
-constexpr int kExitFailure = 1;  // lost leadership or a runtime failure: the supervisor restarts us
-constexpr int kExitUsage = 2;
+constexpr int kExitFailure = 1;  // a runtime failure (an endpoint cannot be bound): the supervisor restarts us
+constexpr int kExitUsage = 2;    // a configuration error, including an identity another process also uses
 
 int fail(int code, const std::string& message) { return util::fail(kProgram, code, message); }
 
@@ -53,5 +53,6 @@ int main(int argc, char** argv) {
     op::log::error("cannot run", {.err = outcome.error().describe()});
     return kExitFailure;
   }
-  return *outcome == op::Manager::Outcome::kLostLeadership ? kExitFailure : 0;
+  // Losing the Lease does not end run(): the replica campaigns again. It ends on a signal or a configuration error.
+  return *outcome == op::Manager::Outcome::kIdentityConflict ? kExitUsage : 0;
 }

@@ -1,5 +1,6 @@
 #include "operator/manager.h"
 
+#include <chrono>
 #include <thread>
 
 #include "election/lease_lock.h"
@@ -8,6 +9,7 @@
 #include "kube/config.h"
 #include "operator/logging.h"
 #include "util/duration.h"
+#include "util/time_format.h"
 
 namespace singleton::op {
 namespace {
@@ -22,6 +24,15 @@ const log::Logger& logger() {
 }
 
 }  // namespace
+
+bool LeaderGate::mayWrite() const {
+  if (!leading_.load() || stopped_.load()) return false;
+  if (!leading_until_) return true;
+  // The elector's deadline, on the same monotonic clock it decides by: shut the instant it would give up, even
+  // before its thread has noticed (a resumed process, a renewal still waiting for its answer).
+  const std::optional<util::MonoTime> until = leading_until_();
+  return until.has_value() && clock_->now() < *until;
+}
 
 void LeaderGate::open(fencing::FencingToken term, std::uint64_t revision) {
   // The term is in place before the gate opens: a writer that sees mayWrite() reads the term it leads under.
@@ -88,21 +99,90 @@ Manager::Manager(const Options& options, std::shared_ptr<kube::Transport> transp
                                     "Gauge of if the reporting system is master of the relevant lease, 0 indicates "
                                     "backup, 1 indicates master. 'name' is the string used to identify the lease.",
                                     {{"name", options.leader_election_id}})),
+      gate_(clock,
+            [this]() -> std::optional<util::MonoTime> { return elector_ ? elector_->leadingUntil() : std::nullopt; }),
       controller_(std::make_unique<Controller>(
-          transport_, ControllerOptions{options.watch_namespace, options.workers, options.identity}, metrics_, clock)) {
-}
+          transport_,
+          ControllerOptions{options.watch_namespace, options.workers, options.identity, options.retry_period}, metrics_,
+          clock)) {}
 
 Manager::~Manager() = default;
 
+std::optional<fencing::FencingToken> Manager::termAboveRecorded(fencing::FencingToken token, std::stop_token stop) {
+  // The caches are complete up to their first list: a term recorded on any workload Lease is in them.
+  if (!controller_->waitSynced(stop)) return std::nullopt;
+  // No workload Lease records a term (a fresh install): nothing to be fenced out of.
+  const std::optional<long long> recorded = controller_->highestOperatorTerm();
+  if (!recorded || token.value() > *recorded) return token;
+  const long long floor = *recorded;
+  while (!stop.stop_requested()) {
+    auto raised = elector_->raiseTokenAbove(fencing::FencingToken(floor));
+    if (raised.ok()) {
+      const std::string message = "operator term " + std::to_string(token.value()) +
+                                  " is not above the term recorded on workload Leases (" + std::to_string(floor) +
+                                  "); the Lease " + leaseName() + " was deleted or recreated: raised to " +
+                                  std::to_string(raised->value());
+      logger().warn(
+          "operator term raised",
+          {.values = {
+               {"lease", leaseName()}, {"term", token.value()}, {"recorded", floor}, {"raised_to", raised->value()}}});
+      recordLeaseWarning("OperatorTermRaised", message);
+      return *raised;
+    }
+    logger().warn("cannot raise the operator term; retrying",
+                  {.err = raised.error().describe(), .values = {{"lease", leaseName()}, {"recorded", floor}}});
+    clock_.sleepFor(options_.retry_period, stop);
+  }
+  return std::nullopt;
+}
+
+void Manager::recordLeaseWarning(const std::string& reason, const std::string& message) {
+  // Best effort, like every Event: the log line above is the record of it.
+  const util::WallTime now = clock_.wallNow();
+  const std::string stamp = util::formatTime(now);
+  nlohmann::json event = {
+      {"apiVersion", "v1"},
+      {"kind", "Event"},
+      {"metadata",
+       {{"generateName", options_.leader_election_id + "."}, {"namespace", options_.leader_election_namespace}}},
+      {"involvedObject",
+       {{"apiVersion", "coordination.k8s.io/v1"},
+        {"kind", "Lease"},
+        {"namespace", options_.leader_election_namespace},
+        {"name", options_.leader_election_id}}},
+      {"reason", reason},
+      {"message", message},
+      {"type", "Warning"},
+      {"count", 1},
+      {"firstTimestamp", stamp},
+      {"lastTimestamp", stamp},
+      {"source", {{"component", "singleton-operator"}, {"host", options_.identity}}},
+      {"reportingComponent", "singleton-operator"},
+      {"reportingInstance", options_.identity},
+  };
+  kube::Client client(transport_);
+  if (auto created = client.create(kube::kEvents, options_.leader_election_namespace, event); !created.ok()) {
+    logger().warn("cannot record event", {.err = created.error().describe(), .values = {{"reason", reason}}});
+  }
+}
+
 void Manager::onStartedLeading(fencing::FencingToken token, std::stop_token stop) {
-  gate_.open(token, kube::revisionOf(elector_->observedVersion()).value_or(0));
-  // The elector requests this stop the moment leadership ends or the process is told to stop; closing the gate
-  // right then (not when the workers have drained) keeps in-flight reconciles from writing as a former leader.
-  std::stop_callback close_gate(stop, [this] { gate_.close(); });
+  // Before the gate opens: a term that workload Leases already record (or exceed) is raised above them.
+  const std::optional<fencing::FencingToken> term = termAboveRecorded(token, stop);
+  if (!term) return;
+  gate_.open(*term, kube::revisionOf(elector_->observedVersion()).value_or(0));
+  // The gate shuts by itself at the elector's deadline (LeaderGate::mayWrite); this closes it on any other end of
+  // the term (a rival's write seen, a stop) at the moment the elector requests the stop, before the workers drain.
+  std::stop_callback close_gate(stop, [this] {
+    gate_.close();
+    stopping_since_ = clock_.now().time_since_epoch().count();
+  });
   master_status_.set(1);
-  logger().info("started leading", {.values = {{"identity", options_.identity}, {"term", token.value()}}});
+  terms_started_.fetch_add(1);
+  logger().info("started leading", {.values = {{"identity", options_.identity}, {"term", term->value()}}});
   controller_->runWorkers(gate_, stop);
-  logger().info("workers stopped", {.values = {{"term", token.value()}}});
+  stopping_since_ = 0;
+  logger().info("workers stopped", {.values = {{"term", term->value()}}});
 }
 
 void Manager::onStoppedLeading() {
@@ -112,6 +192,15 @@ void Manager::onStoppedLeading() {
 
 HttpServer::Response Manager::healthz() const {
   if (auto s = elector_->healthCheck(kElectorHealthTolerance); !s.ok()) return {500, s.error().message + "\n"};
+  // A term's workers get their requests cancelled when it ends; still running long after means a wedged worker.
+  if (const std::int64_t since = stopping_since_.load(); since != 0) {
+    const auto waited =
+        std::chrono::duration_cast<util::Millis>(clock_.now().time_since_epoch() - util::MonoTime::duration(since));
+    if (waited > options_.lease_duration + kElectorHealthTolerance) {
+      return {500,
+              "the workers of the last leadership term have not stopped for " + util::formatDuration(waited) + "\n"};
+    }
+  }
   return {200, "ok\n"};
 }
 
@@ -146,24 +235,36 @@ util::Result<Manager::Outcome> Manager::run(std::stop_token stop) {
   std::stop_callback shutdown_gate(stop, [this] { gate_.shutdown(); });
 
   std::jthread informers([this](std::stop_token informer_stop) { controller_->runInformers(informer_stop); });
-  logger().info("campaigning",
-                {.values = {{"identity", options_.identity},
-                            {"lease", options_.leader_election_namespace + "/" + options_.leader_election_id},
-                            {"lease_duration", util::formatDuration(options_.lease_duration)}}});
-  // Returns after the workers have finished and (on a requested stop) the Lease has been released.
-  const auto outcome = elector_->run(stop);
+  Outcome outcome = Outcome::kStopped;
+  while (!stop.stop_requested()) {
+    logger().info("campaigning", {.values = {{"identity", options_.identity},
+                                             {"lease", leaseName()},
+                                             {"lease_duration", util::formatDuration(options_.lease_duration)}}});
+    const util::MonoTime campaign_start = clock_.now();
+    // Returns after the workers have finished and (on a requested stop) the Lease has been released.
+    const auto result = elector_->run(stop);
+    if (result == election::LeaderElector::Outcome::kIdentityConflict) {
+      logger().error(
+          "another process writes the operator's Lease under this replica's identity; each replica needs "
+          "its own --identity (by default $POD_NAME, else <host name>_<random>)",
+          {.values = {{"lease", leaseName()}, {"identity", options_.identity}}});
+      outcome = Outcome::kIdentityConflict;
+      break;
+    }
+    if (result == election::LeaderElector::Outcome::kStopped) break;
+    // Lost the Lease: the gate shut at the elector's deadline, the workers have stopped and the term's queue state
+    // is gone; the informers kept running. Campaign again (issue 9: losing leadership is normal).
+    logger().warn("lost leadership; campaigning again", {.values = {{"lease", leaseName()}}});
+    // The elector paces its own attempts; this only keeps a term that ends at once from looping hot.
+    clock_.sleepUntil(campaign_start + options_.retry_period, stop);
+  }
 
   informers.request_stop();
   informers.join();
   metrics_server_.stop();
   health_server_.stop();
-  if (outcome == election::LeaderElector::Outcome::kLostLeadership) {
-    logger().error("lost leadership",
-                   {.values = {{"lease", options_.leader_election_namespace + "/" + options_.leader_election_id}}});
-    return Outcome::kLostLeadership;
-  }
-  logger().info("stopped");
-  return Outcome::kStopped;
+  if (outcome == Outcome::kStopped) logger().info("stopped");
+  return outcome;
 }
 
 }  // namespace singleton::op

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <stop_token>
 
 #include "election/leader_elector.h"
@@ -19,12 +21,25 @@
 
 namespace singleton::op {
 
-// The WriteGate of a replica's own election. Open from the moment it starts leading until leadership ends or the
-// elector is asked to stop (whichever is first), so a reconcile still in flight when leadership goes makes no
-// further write. Lock-free: reconcilers check it before every write.
+// The WriteGate of a replica's own election. Open from the moment it starts leading until the first of: its
+// leadership's deadline passes on the monotonic clock, leadership ends, or the elector is asked to stop. Lock-free
+// (but for the deadline's source): reconcilers check it before every write.
+//
+// The deadline is the elector's leadingUntil(): the start of its last successful renewal + renew_deadline, the very
+// instant the elector gives up. No follower can acquire before that start + lease_duration on its own clock, and
+// renew_deadline < lease_duration (minus the drift margin, docs/design.md "The write gate's deadline"), so no write
+// passes the gate once another replica may lead. The monotonic clock keeps running while a process is stopped, so a
+// process resumed after SIGSTOP finds the gate shut before its elector thread runs.
 class LeaderGate final : public WriteGate {
  public:
-  bool mayWrite() const override { return leading_.load() && !stopped_.load(); }
+  // The instant until which this replica may lead; nullopt when it does not.
+  using Deadline = std::function<std::optional<util::MonoTime>()>;
+
+  LeaderGate() = default;  // no deadline: open() to close() (tests)
+  LeaderGate(const util::Clock& clock, Deadline leading_until)
+      : clock_(&clock), leading_until_(std::move(leading_until)) {}
+
+  bool mayWrite() const override;
   fencing::FencingToken term() const override { return fencing::FencingToken(term_.load()); }
   std::uint64_t leadingSince() const override { return leading_since_.load(); }
 
@@ -32,10 +47,12 @@ class LeaderGate final : public WriteGate {
   void open(fencing::FencingToken term, std::uint64_t revision = 0);
   // Leadership ended (lost, or handed back).
   void close() { leading_ = false; }
-  // The elector is being stopped: no writes from now on, even before leadership formally ends.
+  // The process is stopping: no writes from now on, even before leadership formally ends.
   void shutdown() { stopped_ = true; }
 
  private:
+  const util::Clock* clock_ = nullptr;
+  Deadline leading_until_;
   std::atomic<bool> leading_{false};
   std::atomic<bool> stopped_{false};
   std::atomic<std::int64_t> term_{0};
@@ -57,7 +74,10 @@ struct ManagerDeps {
 
 class Manager {
  public:
-  enum class Outcome { kStopped, kLostLeadership };
+  enum class Outcome {
+    kStopped,           // `stop` was requested: exit 0
+    kIdentityConflict,  // another process writes the Lease under our identity: a configuration error, exit 2
+  };
 
   // Builds everything without starting anything; fails on an invalid configuration.
   static util::Result<std::unique_ptr<Manager>> create(const Options& options,
@@ -68,9 +88,10 @@ class Manager {
   Manager& operator=(const Manager&) = delete;
 
   // Serves the endpoints (an error if an address cannot be bound), starts the informers, and campaigns until `stop`
-  // (the workers finish their in-flight reconciles, the Lease is released: kStopped) or this replica loses the
-  // Lease (kLostLeadership: exit and be restarted, as controller-runtime does). Then stops the informers and the
-  // endpoints. Call once.
+  // (the workers finish their in-flight reconciles, the Lease is released: kStopped) or the elector finds another
+  // process using our identity (kIdentityConflict). Losing the Lease is not an end: the term's workers stop (their
+  // requests cancelled), its state is dropped, the informers stay warm, and the replica campaigns again. Then stops
+  // the informers and the endpoints. Call once.
   util::Result<Outcome> run(std::stop_token stop);
 
   // For tests and logs. The ports are 0 until run() has bound them, and when disabled.
@@ -78,11 +99,19 @@ class Manager {
   int metricsPort() const { return metrics_port_.load(); }
   Registry& metrics() { return metrics_; }
   const LeaderGate& gate() const { return gate_; }
+  // Leadership terms this replica has started (its workers ran), for tests and logs.
+  int termsStarted() const { return terms_started_.load(); }
 
  private:
   Manager(const Options& options, std::shared_ptr<kube::Transport> transport, const util::Clock& clock);
   void onStartedLeading(fencing::FencingToken token, std::stop_token stop);
   void onStoppedLeading();
+  // Issue 7: a term at or below one recorded on a workload Lease (the operator's Lease was deleted and recreated)
+  // would be fenced out by the reconciler's self-fencing. Raises this replica's token above it; retries every
+  // retry_period until it succeeds or `stop`. nullopt when stopped.
+  std::optional<fencing::FencingToken> termAboveRecorded(fencing::FencingToken token, std::stop_token stop);
+  void recordLeaseWarning(const std::string& reason, const std::string& message);
+  std::string leaseName() const { return options_.leader_election_namespace + "/" + options_.leader_election_id; }
   util::Status startServers();
   HttpServer::Response healthz() const;
   HttpServer::Response readyz() const;
@@ -93,6 +122,10 @@ class Manager {
   Registry metrics_;
   Gauge& master_status_;
   LeaderGate gate_;
+  std::atomic<int> terms_started_{0};
+  // Set while a term's workers run after its stop was requested (the clock's ticks), 0 otherwise: /healthz fails when
+  // they do not stop (a wedged worker).
+  std::atomic<std::int64_t> stopping_since_{0};
   std::unique_ptr<Controller> controller_;
   std::unique_ptr<election::LeaderElector> elector_;
   HttpServer health_server_{"health"};

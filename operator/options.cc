@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <regex>
 #include <sstream>
 
@@ -48,7 +49,12 @@ void applyDefaults(Options& options, const Environment& env) {
                                         : !env.in_cluster_namespace.empty() ? env.in_cluster_namespace
                                                                             : kDefaultLeaderElectionNamespace;
   }
-  if (options.identity.empty()) options.identity = !env.pod_name.empty() ? env.pod_name : env.hostname;
+  // $POD_NAME is unique in a cluster. Elsewhere the host name is shared by every replica on the host, so it gets a
+  // per-process suffix, like controller-runtime's <hostname>_<uuid>.
+  if (options.identity.empty() && !env.pod_name.empty()) options.identity = env.pod_name;
+  if (options.identity.empty() && !env.hostname.empty()) {
+    options.identity = env.instance_suffix.empty() ? env.hostname : env.hostname + "_" + env.instance_suffix;
+  }
 }
 
 util::Status validate(const Options& options) {
@@ -101,8 +107,9 @@ util::FlagSet operatorFlags(Options& options, LogFlags& log_flags) {
                       std::string(kDefaultLeaderElectionNamespace));
   flags.addString("leader-election-id", options.leader_election_id, "NAME",
                   "name of the leader-election Lease (default {default})");
-  flags.addString("identity", options.identity, "ID",
-                  "this replica's identity in the Lease; default: $POD_NAME, then the host name");
+  flags.addString(
+      "identity", options.identity, "ID",
+      "this replica's identity in the Lease, unique per process; default: $POD_NAME, else <host name>_<random>");
   election::addTimingFlags(flags, options.lease_duration, options.renew_deadline, options.retry_period);
   flags.addFunc("metrics-bind-address", bind_address(options.metrics_bind_address), "ADDR",
                 "where /metrics is served (default " + options.metrics_bind_address + "; \"0\" disables)");
@@ -130,7 +137,18 @@ Environment readEnvironment() {
   }
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) == 0) e.hostname = host;
+  e.instance_suffix = randomInstanceSuffix();
   return e;
+}
+
+std::string randomInstanceSuffix() {
+  constexpr std::string_view kAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+  constexpr int kLength = 10;  // 36^10: collisions among a host's processes are out of the question
+  std::random_device device;
+  std::uniform_int_distribution<std::size_t> pick(0, kAlphabet.size() - 1);
+  std::string suffix;
+  for (int i = 0; i < kLength; ++i) suffix += kAlphabet[pick(device)];
+  return suffix;
 }
 
 std::string usage() {
@@ -147,12 +165,15 @@ Flags:
          R"(
 Durations are Go-style: 500ms, 4s, 1m30s. Addresses are HOST:PORT or :PORT (all interfaces).
 
-Endpoints: /healthz answers 500 when this replica leads but its elector has not renewed the Lease for
-lease-duration + 20s; /readyz answers 503 until the informers have listed everything once; /metrics is in the
-Prometheus text format.
+Losing the Lease is not fatal: the replica stops writing at its renew deadline, stops its workers, keeps its caches
+warm and campaigns again.
 
-Exit status: 0 stopped by SIGTERM or SIGINT (the Lease is released); 1 lost leadership or a runtime failure (a
-supervisor restarts it); 2 bad flags or configuration.
+Endpoints: /healthz answers 500 only when the process is wedged (it leads but its elector has not renewed the Lease
+for lease-duration + 20s, or a finished term's workers have not stopped for as long); /readyz answers 503 until the
+informers have listed everything once; /metrics is in the Prometheus text format.
+
+Exit status: 0 stopped by SIGTERM or SIGINT (the Lease is released); 1 a runtime failure (a supervisor restarts it);
+2 bad flags or configuration, including another process using this replica's identity on the Lease.
 )";
 }
 

@@ -38,11 +38,17 @@ struct Environment {
   std::string pod_name;              // $POD_NAME (downward API)
   std::string in_cluster_namespace;  // the service account's namespace file, "" when absent
   std::string hostname;
+  // Random, drawn once per process: with the host name it makes the default identity unique per process where
+  // $POD_NAME is not set (several replicas on one VM or laptop must not share an identity).
+  std::string instance_suffix;
 };
 Environment readEnvironment();
 
 inline constexpr const char* kDefaultLeaderElectionNamespace = "singleton-system";
 inline constexpr const char* kDisabledAddress = "0";
+
+// A random suffix of lower-case letters and digits, for Environment::instance_suffix.
+std::string randomInstanceSuffix();
 
 // Accepts "--flag value" and "--flag=value". An error is one readable line naming the flag.
 util::Result<Options> parseOptions(const std::vector<std::string>& args, const Environment& env);

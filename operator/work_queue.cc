@@ -112,6 +112,18 @@ void WorkQueue::done(const std::string& key) {
   }
 }
 
+void WorkQueue::reset() {
+  std::lock_guard lock(mutex_);
+  queue_.clear();
+  dirty_.clear();
+  waiting_.clear();
+  waiting_index_.clear();
+  failures_.clear();
+  ++timers_changed_;
+  publishDepthLocked();
+  cv_.notify_all();
+}
+
 void WorkQueue::shutDown() {
   std::lock_guard lock(mutex_);
   shutting_down_ = true;

@@ -48,6 +48,10 @@ class WorkQueue {
   std::optional<std::string> get(std::stop_token stop = {});
   void done(const std::string& key);
 
+  // Drops every key waiting (ready or delayed) and every key's backoff, and stays usable: the end of a leadership
+  // term, whose requeues the next term must not inherit (it enqueues every workload anew). A key in processing is
+  // not re-queued by its done().
+  void reset();
   // Wakes every get() and refuses further work; pending keys are dropped.
   void shutDown();
   bool shuttingDown() const;

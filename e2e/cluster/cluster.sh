@@ -26,6 +26,10 @@ Commands:
         Start kube-apiserver again on the same port with the same flags and certificate; wait for /readyz.
   restart-apiserver DIR [--kill]
         stop-apiserver, then start-apiserver.
+  stop-etcd DIR [--kill]  Stop etcd only: TERM (KILL after 10 s); --kill: KILL at once (a crash).
+  start-etcd DIR          Start etcd again on the same ports with its data kept; wait until it is healthy.
+  restart-etcd DIR [--kill]
+        stop-etcd, then start-etcd.
   status DIR              Show each component's pid and state and the apiserver's /readyz; exit 0 only if all
                           components run and the apiserver is ready.
   -h, --help              Show this help.
@@ -225,9 +229,13 @@ readyz() { # dir port -> prints the body of /readyz
 # ---------------------------------------------------------------------------------------------------------------
 # Components
 
-start_etcd() { # dir -> 0 ready, 1 failed, 2 port taken
-  local dir=$1 port=${S[ETCD_PORT]} peer=${S[ETCD_PEER_PORT]} pid i
-  rm -rf "$dir/etcd"
+start_etcd() { # dir [keep-data] -> 0 ready, 1 failed, 2 port taken
+  local dir=$1 keep=${2:-} port=${S[ETCD_PORT]} peer=${S[ETCD_PEER_PORT]} pid i state=new
+  if [[ -n $keep && -d $dir/etcd/member ]]; then
+    state=existing
+  else
+    rm -rf "$dir/etcd"
+  fi
   spawn "$dir" etcd "$(command -v etcd)" \
     --name=default \
     --data-dir="$dir/etcd" \
@@ -236,7 +244,7 @@ start_etcd() { # dir -> 0 ready, 1 failed, 2 port taken
     --listen-peer-urls="http://127.0.0.1:$peer" \
     --initial-advertise-peer-urls="http://127.0.0.1:$peer" \
     --initial-cluster="default=http://127.0.0.1:$peer" \
-    --initial-cluster-state=new \
+    --initial-cluster-state="$state" \
     --initial-cluster-token="singleton-$port" \
     --heartbeat-interval=100 --election-timeout=500 \
     --snapshot-count=10000 \
@@ -635,6 +643,66 @@ cmd_apiserver() { # action dir [--kill]
   esac
 }
 
+# etcd: TERM (or KILL at once with --kill, a crash), then start it again on the same ports with its data kept.
+stop_etcd() { # dir [kill]
+  local dir=$1 pid i
+  pid=$(recorded_pid "$dir" etcd)
+  if [[ -n $pid ]] && is_ours "$pid" "$dir"; then
+    if [[ -n ${2:-} ]]; then kill -KILL "$pid" 2>/dev/null || true; else kill -TERM "$pid" 2>/dev/null || true; fi
+    for ((i = 0; i < 100; i++)); do
+      is_ours "$pid" "$dir" || break
+      sleep 0.1
+    done
+    is_ours "$pid" "$dir" && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true
+  fi
+  rm -f "$dir/run/etcd.pid"
+  S[ETCD_PID]=
+  save_state "$dir"
+}
+
+start_etcd_again() { # dir
+  local dir=$1 start attempt rc pid
+  start=$(now)
+  pid=$(recorded_pid "$dir" etcd)
+  [[ -n $pid ]] && is_ours "$pid" "$dir" && die "etcd is already running (pid $pid)"
+  for attempt in 1 2 3 4 5 6 7 8 9 10; do
+    rc=0
+    start_etcd "$dir" keep || rc=$?
+    ((rc == 0)) && break
+    if ((rc == 2 && attempt < 10)); then
+      log "etcd: a port is still taken; retrying"
+      sleep 0.5
+      continue
+    fi
+    show_log_tail "$dir" etcd
+    die "etcd failed to start"
+  done
+  save_state "$dir"
+  log "etcd ready again on ${S[ETCD_URL]} ($(elapsed "$start") s)"
+}
+
+cmd_etcd() { # action dir [--kill]
+  local action=$1 dir="" hard=""
+  shift
+  while (($#)); do
+    case $1 in
+      --kill) [[ $action != start ]] || die "start-etcd takes no --kill"; hard=1; shift ;;
+      -h | --help) usage; exit 0 ;;
+      -*) die "unknown option for $action-etcd: $1" ;;
+      *) [[ -z $dir ]] || die "unexpected argument: $1"; dir=$1; shift ;;
+    esac
+  done
+  [[ -n $dir ]] || die "usage: cluster.sh $action-etcd DIR"
+  dir=$(abs_dir "$dir")
+  need_cluster_dir "$dir"
+  case $action in
+    stop) stop_etcd "$dir" "$hard"; log "etcd stopped" ;;
+    start) start_etcd_again "$dir" ;;
+    restart) stop_etcd "$dir" "$hard"; start_etcd_again "$dir" ;;
+  esac
+}
+
 cmd_status() {
   local dir=${1:-} name pid healthy=1 ready
   [[ -n $dir ]] || die "usage: cluster.sh status DIR"
@@ -687,6 +755,9 @@ main() {
     stop-apiserver) cmd_apiserver stop "$@" ;;
     start-apiserver) cmd_apiserver start "$@" ;;
     restart-apiserver) cmd_apiserver restart "$@" ;;
+    stop-etcd) cmd_etcd stop "$@" ;;
+    start-etcd) cmd_etcd start "$@" ;;
+    restart-etcd) cmd_etcd restart "$@" ;;
     status) cmd_status "$@" ;;
     _watchdog) cmd_watchdog "$@" ;;
     -h | --help | help) usage ;;

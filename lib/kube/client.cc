@@ -1,5 +1,7 @@
 #include "kube/client.h"
 
+#include <utility>
+
 namespace singleton::kube {
 namespace {
 
@@ -37,7 +39,15 @@ std::string metadataString(const Json& object, const char* field) {
   return value != metadata->end() && value->is_string() ? value->get<std::string>() : "";
 }
 
+thread_local std::stop_token t_cancel_scope;  // NOLINT(cppcoreguidelines-avoid-non-const-global-variables)
+
 }  // namespace
+
+CancelScope::CancelScope(std::stop_token stop) : previous_(std::exchange(t_cancel_scope, std::move(stop))) {}
+
+CancelScope::~CancelScope() { t_cancel_scope = std::move(previous_); }
+
+std::stop_token CancelScope::current() { return t_cancel_scope; }
 
 Client::Client(std::shared_ptr<Transport> transport, ClientOptions options)
     : transport_(std::move(transport)), options_(std::move(options)) {}
@@ -46,7 +56,7 @@ util::Result<Json> Client::call(const HttpRequest& request) {
   HttpRequest full = request;
   full.timeout = options_.request_timeout;
   full.headers.emplace("User-Agent", options_.user_agent);
-  auto answer = transport_->send(full);
+  auto answer = transport_->send(full, CancelScope::current());
   if (!answer.ok()) return std::move(answer).takeError();
   if (answer->status < 200 || answer->status >= 300) return classifyResponse(*answer);
   if (answer->body.empty()) return Json::object();
@@ -170,7 +180,7 @@ util::Result<std::string> Client::raw(const std::string& method, const std::stri
   HttpRequest request = makeRequest(method, path, body);
   request.timeout = options_.request_timeout;
   request.headers.emplace("User-Agent", options_.user_agent);
-  auto answer = transport_->send(request);
+  auto answer = transport_->send(request, CancelScope::current());
   if (!answer.ok()) return std::move(answer).takeError();
   if (answer->status < 200 || answer->status >= 300) return classifyResponse(*answer);
   return std::move(answer->body);

@@ -47,6 +47,25 @@ struct ClientOptions {
   std::string user_agent = "singleton-operator/0.1";
 };
 
+// Requests that a Client sends on this thread while a CancelScope lives are cancelled (kCancelled) when the scope's
+// stop token is requested: the transport closes their connections, so a caller blocked on an unanswered request
+// returns within milliseconds. The operator's workers run under the stop token of their leadership term, so a worker
+// waiting on a stalled apiserver does not hold up the hand-over. Scopes nest; the innermost one applies. Watches take
+// their stop token explicitly and ignore scopes.
+class CancelScope {
+ public:
+  explicit CancelScope(std::stop_token stop);
+  ~CancelScope();
+  CancelScope(const CancelScope&) = delete;
+  CancelScope& operator=(const CancelScope&) = delete;
+
+  // The innermost scope's token on this thread; an empty token (never stops) outside any scope.
+  static std::stop_token current();
+
+ private:
+  std::stop_token previous_;
+};
+
 class Client {
  public:
   Client(std::shared_ptr<Transport> transport, ClientOptions options = {});

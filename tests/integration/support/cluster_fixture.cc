@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -146,9 +147,29 @@ CommandResult LocalCluster::kubectl(const std::vector<std::string>& args) const 
   return runCommand(argv);
 }
 
-void LocalCluster::restartApiserver() { scriptOrThrow({"restart-apiserver", dir_.string()}); }
-void LocalCluster::stopApiserver() { scriptOrThrow({"stop-apiserver", dir_.string()}); }
+namespace {
+std::vector<std::string> scriptArgs(const char* command, const std::filesystem::path& dir, bool kill) {
+  std::vector<std::string> args{command, dir.string()};
+  if (kill) args.emplace_back("--kill");
+  return args;
+}
+}  // namespace
+
+void LocalCluster::restartApiserver(bool kill) { scriptOrThrow(scriptArgs("restart-apiserver", dir_, kill)); }
+void LocalCluster::stopApiserver(bool kill) { scriptOrThrow(scriptArgs("stop-apiserver", dir_, kill)); }
 void LocalCluster::startApiserver() { scriptOrThrow({"start-apiserver", dir_.string()}); }
+void LocalCluster::restartEtcd(bool kill) { scriptOrThrow(scriptArgs("restart-etcd", dir_, kill)); }
+void LocalCluster::stopEtcd(bool kill) { scriptOrThrow(scriptArgs("stop-etcd", dir_, kill)); }
+void LocalCluster::startEtcd() { scriptOrThrow({"start-etcd", dir_.string()}); }
+
+void LocalCluster::signalComponent(const std::string& component, int sig) const {
+  const std::string key = component == "etcd" ? "ETCD_PID" : component == "kube-apiserver" ? "APISERVER_PID" : "";
+  if (key.empty()) throw std::runtime_error("signalComponent: unknown component " + component);
+  const std::string pid = env(key);
+  if (pid.empty() || ::kill(static_cast<pid_t>(std::stol(pid)), sig) != 0) {
+    throw std::runtime_error("signalComponent: " + component + " (pid '" + pid + "') does not run");
+  }
+}
 
 void LocalCluster::stop() noexcept {
   if (stopped_) return;

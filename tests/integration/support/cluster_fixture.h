@@ -68,9 +68,17 @@ class LocalCluster {
   CommandResult kubectl(const std::vector<std::string>& args) const;
 
   // Stops kube-apiserver and starts it again on the same port with the same flags; returns once /readyz is ok.
-  void restartApiserver();
-  void stopApiserver();
+  // `kill`: SIGKILL at once (a crash) instead of TERM.
+  void restartApiserver(bool kill = false);
+  void stopApiserver(bool kill = false);
   void startApiserver();
+  // etcd alone, the same way: its data is kept, so the cluster's objects survive.
+  void restartEtcd(bool kill = false);
+  void stopEtcd(bool kill = false);
+  void startEtcd();
+  // Sends `sig` (SIGSTOP freezes, SIGCONT resumes) to a running component: "kube-apiserver" or "etcd". Throws if it
+  // does not run.
+  void signalComponent(const std::string& component, int sig) const;
 
   // Stops every process and removes dir() (kept with SINGLETON_KEEP_CLUSTER=1). Idempotent; never throws.
   void stop() noexcept;

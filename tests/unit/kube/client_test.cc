@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 #include "tests/unit/support/fake_transport.h"
 #include "util/time_format.h"
 
@@ -322,6 +327,63 @@ TEST_F(ClientTest, RawReturnsTheBodyOrAClassifiedError) {
   EXPECT_EQ(failing.error().code, ErrorCode::kServerError);
   EXPECT_EQ(failing.error().message, "[-]etcd failed");
   EXPECT_EQ(fake_->requests()[1].path, "/readyz?verbose");
+}
+
+// A transport that blocks every send until its stop token is requested, like a request on a frozen apiserver.
+class HangingTransport final : public Transport {
+ public:
+  util::Result<HttpResponse> send(const HttpRequest&, std::stop_token stop) override {
+    std::mutex mutex;
+    std::condition_variable_any cv;
+    std::unique_lock lock(mutex);
+    sends_.fetch_add(1);
+    cv.wait_for(lock, stop, std::chrono::seconds(30), [] { return false; });
+    if (stop.stop_requested()) return util::makeError(ErrorCode::kCancelled, "cancelled");
+    return util::makeError(ErrorCode::kTimeout, "no answer");
+  }
+  util::Result<HttpResponse> stream(const HttpRequest&, const ChunkHandler&, std::stop_token) override {
+    return util::makeError(ErrorCode::kNetwork, "no streams");
+  }
+  std::string describe() const override { return "hanging://"; }
+  std::atomic<int> sends_{0};
+};
+
+TEST(CancelScopeTest, RequestsSentUnderAScopeAreCancelledByItsStopToken) {
+  auto transport = std::make_shared<HangingTransport>();
+  Client client(transport);
+  std::stop_source term;
+  std::atomic<bool> returned{false};
+  util::Error error;
+  std::jthread worker([&] {
+    CancelScope scope(term.get_token());
+    auto answer = client.jsonPatch(kPods, "ns", "p", Json::array());
+    if (!answer.ok()) error = answer.error();
+    returned = true;
+  });
+  while (transport->sends_.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_FALSE(returned.load());
+  const auto before = std::chrono::steady_clock::now();
+  term.request_stop();
+  worker.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - before, std::chrono::seconds(5)) << "not the 30 s transport deadline";
+  EXPECT_EQ(error.code, ErrorCode::kCancelled) << error.describe();
+}
+
+TEST(CancelScopeTest, ScopesNestAndEndWithTheirThread) {
+  EXPECT_FALSE(CancelScope::current().stop_possible());
+  std::stop_source outer;
+  std::stop_source inner;
+  {
+    CancelScope a(outer.get_token());
+    EXPECT_TRUE(CancelScope::current() == outer.get_token());
+    {
+      CancelScope b(inner.get_token());
+      EXPECT_TRUE(CancelScope::current() == inner.get_token());
+    }
+    EXPECT_TRUE(CancelScope::current() == outer.get_token());
+    std::jthread([] { EXPECT_FALSE(CancelScope::current().stop_possible()) << "per thread"; }).join();
+  }
+  EXPECT_FALSE(CancelScope::current().stop_possible());
 }
 
 }  // namespace

@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <mutex>
 #include <thread>
+#include <vector>
 
+#include "election/timings.h"
 #include "operator/http_get.h"
 #include "operator/http_server.h"
 #include "support/fake_lock.h"
@@ -54,9 +57,64 @@ TEST(LeaderGateTest, IsAWriteGate) {
   EXPECT_EQ(as_interface.term(), fencing::FencingToken(3));
 }
 
-// A Manager on a fake transport (the controller's requests fail or hang quietly), a fake lock and a fake clock.
+// A Manager on a fake transport (lists answer empty, or with the Leases a test puts there; watches hang quietly;
+// Events are accepted), a fake lock and a fake clock.
 class ManagerTest : public ::testing::Test {
  protected:
+  ManagerTest() {
+    transport_->setHandler([this](const kube::HttpRequest& request) -> util::Result<kube::HttpResponse> {
+      if (request.method == "POST") return kube::HttpResponse{201, request.body, {}};
+      Json list = {{"kind", "List"}, {"metadata", {{"resourceVersion", "10"}}}, {"items", Json::array()}};
+      if (request.path.find("/leases") != std::string::npos) {
+        std::lock_guard guard(mutex_);
+        list["items"] = workload_leases_;
+      }
+      return kube::HttpResponse{200, list.dump(), {}};
+    });
+  }
+
+  // A workload Lease in the cache, recording operator term `term`.
+  void addWorkloadLease(const std::string& name, long long term) {
+    std::lock_guard guard(mutex_);
+    workload_leases_.push_back({{"apiVersion", "coordination.k8s.io/v1"},
+                                {"kind", "Lease"},
+                                {"metadata",
+                                 {{"name", name},
+                                  {"namespace", "apps"},
+                                  {"resourceVersion", "9"},
+                                  {"labels", {{"singleton.dev/workload", name}}},
+                                  {"annotations", {{"singleton.dev/operator-term", std::to_string(term)}}}}},
+                                {"spec", {{"holderIdentity", name + "-0"}, {"leaseTransitions", 3}}}});
+  }
+
+  std::vector<kube::HttpRequest> eventPosts() const {
+    std::vector<kube::HttpRequest> posts;
+    for (const auto& r : transport_->requests()) {
+      if (r.method == "POST" && r.path.find("/events") != std::string::npos) posts.push_back(r);
+    }
+    return posts;
+  }
+
+  // Moves the fake clock in steps until `predicate` holds (each step after a real pause, so the threads that wait
+  // on the clock have gone back to sleep).
+  template <typename Predicate>
+  bool advanceUntil(Predicate predicate, util::Millis step = std::chrono::milliseconds(500), int steps = 200) {
+    for (int i = 0; i < steps; ++i) {
+      if (predicate()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      clock_.advance(step);
+    }
+    return predicate();
+  }
+
+  std::string masterStatus(Manager& m) {
+    const std::string metrics = m.metrics().render();
+    const std::string key = "leader_election_master_status{name=\"singleton-operator\"} ";
+    const auto at = metrics.find(key);
+    return at == std::string::npos ? "" : metrics.substr(at + key.size(), 1);
+  }
+
+  using Json = nlohmann::json;
   Options options(const std::string& identity = "op-a") {
     Options o;
     o.identity = identity;
@@ -98,6 +156,8 @@ class ManagerTest : public ::testing::Test {
   std::atomic<int> outcome_{-1};
   std::string error_;
   std::jthread runner_;
+  std::mutex mutex_;
+  Json workload_leases_ = Json::array();
 };
 
 TEST_F(ManagerTest, CreateRejectsInvalidTimings) {
@@ -142,19 +202,104 @@ TEST_F(ManagerTest, LeadsServesEndpointsAndReleasesOnStop) {
   EXPECT_EQ(httpGet(health_port, "/healthz").status, 0) << "the endpoints are stopped";
 }
 
-TEST_F(ManagerTest, LosingTheLeaseEndsRunWithLostLeadership) {
+TEST_F(ManagerTest, LosingTheLeaseIsNotFatalTheReplicaCampaignsAgainAndLeadsAnotherTerm) {
   auto m = make(options());
   start(*m);
   ASSERT_TRUE(eventually([&] { return m->gate().mayWrite(); }));
+  EXPECT_EQ(m->termsStarted(), 1);
   election::LeaderElectionRecord stolen = store_->read()->record;
   stolen.holder_identity = "op-b";
   stolen.leader_transitions += 1;
+  stolen.lease_duration_seconds = 15;
   store_->set(stolen);
-  ASSERT_TRUE(eventually([&] { return outcome_ != -1; }));
-  EXPECT_EQ(outcome_, static_cast<int>(Manager::Outcome::kLostLeadership)) << error_;
-  EXPECT_FALSE(m->gate().mayWrite());
-  EXPECT_TRUE(contains(m->metrics().render(), "leader_election_master_status{name=\"singleton-operator\"} 0\n"));
+  ASSERT_TRUE(eventually([&] { return !m->gate().mayWrite() && masterStatus(*m) == "0"; }));
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(outcome_, -1) << "run() goes on: losing the Lease is not an exit";
   EXPECT_EQ(store_->read()->record.holder_identity, "op-b") << "never releases a Lease it no longer holds";
+  EXPECT_EQ(httpGet(m->healthPort(), "/healthz").status, 200) << "a follower again, and healthy";
+
+  // op-b never renews: once its lease has expired on our clock, we take the Lease back, as a new term.
+  ASSERT_TRUE(advanceUntil([&] { return m->gate().mayWrite(); }));
+  EXPECT_EQ(m->termsStarted(), 2);
+  EXPECT_EQ(store_->read()->record.holder_identity, "op-a");
+  EXPECT_EQ(m->gate().term().value(), stolen.leader_transitions + 1) << "a new term, a higher token";
+  EXPECT_EQ(masterStatus(*m), "1");
+  stop();
+  EXPECT_EQ(outcome_, static_cast<int>(Manager::Outcome::kStopped)) << error_;
+}
+
+TEST_F(ManagerTest, TheGateShutsAtTheElectorsDeadlineBeforeTheElectorThreadNotices) {
+  Options o = options();  // 15 s / 10 s / 2 s
+  auto m = make(o);
+  start(*m);
+  ASSERT_TRUE(eventually([&] { return m->gate().mayWrite(); }));
+  // Every renewal from now on hangs (a frozen apiserver; or this process stopped): the last successful renewal is
+  // the acquisition, at the fake clock's current time.
+  lock_->hang(true);
+  clock_.advance(o.renew_deadline - 1ms);
+  ASSERT_TRUE(eventually([&] { return lock_->stuck() == 1; })) << "the elector thread is blocked in a renewal";
+  EXPECT_TRUE(m->gate().mayWrite()) << "1 ms before the renew deadline";
+  clock_.advance(1ms);
+  EXPECT_FALSE(m->gate().mayWrite()) << "shut at the renew deadline, though the elector has not decided yet";
+  EXPECT_EQ(lock_->stuck(), 1);
+  lock_->hang(false);
+  stop();
+}
+
+TEST_F(ManagerTest, ATermNotAboveTheOneWorkloadLeasesRecordIsRaisedBeforeTheGateOpens) {
+  // The operator's Lease was deleted: a new one starts again at token 0 or 1, while workload Leases record term 7.
+  addWorkloadLease("web", 7);
+  addWorkloadLease("db", 5);
+  auto m = make(options());
+  start(*m);
+  ASSERT_TRUE(eventually([&] { return m->gate().mayWrite(); }));
+  EXPECT_GT(m->gate().term().value(), 7) << "above every recorded term, so self-fencing lets it write";
+  EXPECT_EQ(store_->read()->record.leader_transitions, m->gate().term().value()) << "the token is in the Lease";
+  ASSERT_TRUE(eventually([&] { return !eventPosts().empty(); }));
+  const Json event = Json::parse(eventPosts().front().body);
+  EXPECT_EQ(event.value("type", ""), "Warning");
+  EXPECT_EQ(event.value("reason", ""), "OperatorTermRaised");
+  EXPECT_EQ(event["involvedObject"].value("kind", ""), "Lease");
+  EXPECT_EQ(event["involvedObject"].value("name", ""), "singleton-operator");
+  stop();
+}
+
+TEST_F(ManagerTest, AFreshInstallKeepsItsFirstTermWithoutAWarning) {
+  auto m = make(options());
+  start(*m);
+  ASSERT_TRUE(eventually([&] { return m->gate().mayWrite(); }));
+  EXPECT_EQ(m->gate().term().value(), store_->read()->record.leader_transitions);
+  EXPECT_EQ(store_->read()->record.leader_transitions, 0) << "no workload Lease records a term: nothing to raise";
+  EXPECT_TRUE(eventPosts().empty());
+  stop();
+}
+
+TEST_F(ManagerTest, ATermAboveTheRecordedOnesIsKept) {
+  election::LeaderElectionRecord before;
+  before.holder_identity = "";
+  before.leader_transitions = 9;
+  store_->set(before);
+  addWorkloadLease("web", 9);
+  auto m = make(options());
+  start(*m);
+  ASSERT_TRUE(eventually([&] { return m->gate().mayWrite(); }));
+  EXPECT_EQ(m->gate().term().value(), 10);
+  EXPECT_EQ(store_->read()->record.leader_transitions, 10);
+  EXPECT_TRUE(eventPosts().empty());
+  stop();
+}
+
+TEST_F(ManagerTest, AnotherProcessWritingUnderOurIdentityEndsRunWithIdentityConflict) {
+  auto m = make(options());
+  start(*m);
+  ASSERT_TRUE(eventually([&] { return m->gate().mayWrite(); }));
+  // A second process with the same identity renews "our" Lease.
+  election::LeaderElectionRecord twin = store_->read()->record;
+  twin.renew_time = clock_.wallNow() + 3s;
+  store_->set(twin);
+  ASSERT_TRUE(advanceUntil([&] { return outcome_ != -1; }, 100ms));
+  EXPECT_EQ(outcome_, static_cast<int>(Manager::Outcome::kIdentityConflict)) << error_;
+  EXPECT_FALSE(m->gate().mayWrite());
   runner_.join();
 }
 
@@ -179,11 +324,11 @@ TEST_F(ManagerTest, HealthzFailsWithTheReasonWhenTheElectorIsWedged) {
   auto m = make(options());
   start(*m);
   ASSERT_TRUE(eventually([&] { return m->gate().mayWrite(); }));
-  // The elector waits one renew interval (a third of the lease) to renew; advancing before it sleeps would only push
-  // that deadline away.
-  ASSERT_TRUE(eventually([&] { return clock_.sleepingUntil(clock_.now() + 5s); }));
+  // The elector waits one renew interval to renew; advancing before it sleeps would only push that deadline away.
+  const util::Millis renew = election::defaultRenewInterval(15s, 10s, 2s);
+  ASSERT_TRUE(eventually([&] { return clock_.sleepingUntil(clock_.now() + renew); }));
   lock_->hang(true);  // the next renewal never returns
-  clock_.advance(5s);
+  clock_.advance(renew);
   ASSERT_TRUE(eventually([&] { return lock_->stuck() == 1; }));
   clock_.advance(10s);
   EXPECT_EQ(httpGet(m->healthPort(), "/healthz").status, 200) << "within lease duration + tolerance (35s)";

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
+
 #include <functional>
 
 namespace singleton::op {
@@ -50,15 +53,33 @@ TEST(OptionsTest, LeaderElectionNamespaceFallsBackFromPodToServiceAccountToDefau
             "explicit");
 }
 
-TEST(OptionsTest, IdentityFallsBackFromPodNameToHostname) {
+TEST(OptionsTest, IdentityFallsBackFromPodNameToHostnameWithAPerProcessSuffix) {
   Environment env = podEnvironment();
+  env.instance_suffix = "k3j9x0abcd";
+  EXPECT_EQ(parseOptions({}, env)->identity, "singleton-operator-7d9f-abcde") << "POD_NAME is unique in a cluster";
   env.pod_name = "";
-  EXPECT_EQ(parseOptions({}, env)->identity, "node-host");
+  EXPECT_EQ(parseOptions({}, env)->identity, "node-host_k3j9x0abcd");
   EXPECT_EQ(parseOptions({"--identity=me"}, podEnvironment())->identity, "me");
   env.hostname = "";
   auto none = parseOptions({}, env);
   ASSERT_FALSE(none.ok());
   EXPECT_NE(none.error().message.find("--identity"), std::string::npos) << none.error().message;
+}
+
+TEST(OptionsTest, TwoProcessesOnOneHostGetDifferentDefaultIdentities) {
+  Environment env = podEnvironment();
+  env.pod_name = "";
+  const std::string a = randomInstanceSuffix();
+  const std::string b = randomInstanceSuffix();
+  EXPECT_EQ(a.size(), 10u);
+  EXPECT_NE(a, b);
+  EXPECT_TRUE(std::all_of(a.begin(), a.end(), [](char c) {
+    return std::islower(static_cast<unsigned char>(c)) != 0 || std::isdigit(static_cast<unsigned char>(c)) != 0;
+  })) << a;
+  env.instance_suffix = a;
+  const std::string first = parseOptions({}, env)->identity;
+  env.instance_suffix = b;
+  EXPECT_NE(first, parseOptions({}, env)->identity);
 }
 
 TEST(OptionsTest, ParsesEveryFlagInBothForms) {

@@ -88,6 +88,26 @@ TEST_F(WorkQueueTest, BlockedGetWakesWhenTheDelayPasses) {
   EXPECT_TRUE(eventually([&] { return got.load(); }));
 }
 
+TEST_F(WorkQueueTest, ResetDropsPendingDelayedAndBackoffButStaysUsable) {
+  queue_.add("ns/a");
+  queue_.addAfter("ns/b", 100ms);
+  queue_.addRateLimited("ns/c");
+  queue_.addRateLimited("ns/c");
+  ASSERT_EQ(queue_.get(), "ns/a");
+  queue_.add("ns/a");  // re-added while in processing
+  queue_.reset();
+  EXPECT_EQ(queue_.len(), 0u);
+  EXPECT_EQ(queue_.waitingLen(), 0u);
+  EXPECT_EQ(depth_.value(), 0);
+  EXPECT_EQ(queue_.numRequeues("ns/c"), 0) << "a new term starts without the old backoff";
+  queue_.done("ns/a");
+  EXPECT_EQ(queue_.len(), 0u) << "the old term's re-add is gone too";
+  clock_.advance(1s);
+  EXPECT_EQ(queue_.len(), 0u);
+  queue_.add("ns/e");
+  EXPECT_EQ(queue_.get(), "ns/e");
+}
+
 TEST_F(WorkQueueTest, RateLimitedBackoffDoublesFromFiveMillisToThirtySecondsAndForgetResets) {
   const std::vector<util::Millis> expected = {5ms, 10ms, 20ms, 40ms, 80ms};
   for (const util::Millis delay : expected) {
