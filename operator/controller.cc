@@ -162,13 +162,17 @@ bool Controller::waitSynced(std::stop_token stop) const {
 
 std::optional<long long> Controller::highestOperatorTerm() const {
   std::optional<long long> highest;
-  for (const Json& lease : impl_->informers.leases.list()) {
-    const auto text = annotationOf(lease, kAnnotationOperatorTerm);
-    if (!text) continue;
+  const auto note = [&highest](const Json& object) {
+    const auto text = annotationOf(object, kAnnotationOperatorTerm);
+    if (!text) return;
     long long term = 0;
     const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), term);
     if (ec == std::errc() && end == text->data() + text->size()) highest = std::max(highest.value_or(term), term);
-  }
+  };
+  // Pods too: a term stamps a workload's pods before its first label change there, which need not come with a
+  // Lease write, and the label fence refuses every term below a pod's stamp.
+  for (const Json& lease : impl_->informers.leases.list()) note(lease);
+  for (const Json& pod : impl_->informers.pods.list()) note(pod);
   return highest;
 }
 
@@ -194,9 +198,10 @@ void Controller::runWorkers(const WriteGate& gate, std::stop_token stop) {
     });
   }
   for (std::jthread& worker : workers) worker.join();
-  // Per-term state: the next term enqueues every workload anew and must not inherit this one's backoffs.
-  // (The reconciler's recent writes expire by themselves; see docs/operations.md.)
+  // Per-term state: the next term enqueues every workload anew and must not inherit this one's backoffs, nor trust
+  // what this term wrote (its recent writes, the revisions its cache must reach).
   impl_->queue.reset();
+  impl_->reconciler.endTerm();
   kLog.info("workers stopped");
 }
 

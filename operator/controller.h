@@ -51,8 +51,9 @@ class Controller {
   bool synced() const;
   // Waits until synced(); false when `stop` came first.
   bool waitSynced(std::stop_token stop) const;
-  // The highest operator term (annotation singleton.dev/operator-term) recorded on the workload Leases in the cache:
-  // a new operator term must be above it, or self-fencing would refuse its writes. nullopt when none records one.
+  // The highest operator term (annotation singleton.dev/operator-term) recorded on the workload Leases and pods in the
+  // cache: a new operator term must be above it, or self-fencing and the label fence would refuse its writes.
+  // nullopt when none records one.
   std::optional<long long> highestOperatorTerm() const;
   // Runs `options.workers` workers until `stop` (one leadership term); returns after in-flight reconciles have
   // finished. Requests the workers send are cancelled by `stop` (kube::CancelScope), so a worker blocked on a stalled

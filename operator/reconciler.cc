@@ -233,4 +233,11 @@ util::MonoTime Reconciler::unhealthyStart(const Json* pod) const {
                         std::chrono::duration_cast<util::MonoTime::duration>(std::chrono::hours(1)));
 }
 
+void Reconciler::endTerm() {
+  recent_.forgetPrefix("");
+  std::lock_guard lock(mutex_);
+  failover_started_.clear();
+  label_writes_.clear();
+}
+
 }  // namespace singleton::op

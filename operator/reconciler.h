@@ -49,6 +49,10 @@ class Reconciler {
 
   // Never throws for API errors; they come back as kRetry/kRequeue.
   ReconcileResult reconcile(const std::string& key, const WriteGate& gate);
+  // Forgets what this term wrote (recent writes, label-write revisions, failover start times), when its workers have
+  // stopped. The next term trusts its pod cache only past its own Lease write, which is newer than all of it. Kept:
+  // the writes of unknown outcome (they may still land) and the highest tokens seen (tokens never go back).
+  void endTerm();
 
   // How long a replica whose term is below a workload Lease's waits before looking again (it should have lost its
   // own election by then).

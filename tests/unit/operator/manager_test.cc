@@ -69,6 +69,10 @@ class ManagerTest : public ::testing::Test {
         std::lock_guard guard(mutex_);
         list["items"] = workload_leases_;
       }
+      if (request.path.find("/pods") != std::string::npos) {
+        std::lock_guard guard(mutex_);
+        list["items"] = workload_pods_;
+      }
       return kube::HttpResponse{200, list.dump(), {}};
     });
   }
@@ -85,6 +89,19 @@ class ManagerTest : public ::testing::Test {
                                   {"labels", {{"singleton.dev/workload", name}}},
                                   {"annotations", {{"singleton.dev/operator-term", std::to_string(term)}}}}},
                                 {"spec", {{"holderIdentity", name + "-0"}, {"leaseTransitions", 3}}}});
+  }
+
+  // A workload's pod in the cache, stamped by operator term `term` (the label fence).
+  void addStampedPod(const std::string& name, long long term) {
+    std::lock_guard guard(mutex_);
+    workload_pods_.push_back({{"apiVersion", "v1"},
+                              {"kind", "Pod"},
+                              {"metadata",
+                               {{"name", name},
+                                {"namespace", "apps"},
+                                {"resourceVersion", "9"},
+                                {"labels", {{"singleton.dev/workload", "web"}}},
+                                {"annotations", {{"singleton.dev/operator-term", std::to_string(term)}}}}}});
   }
 
   std::vector<kube::HttpRequest> eventPosts() const {
@@ -158,6 +175,7 @@ class ManagerTest : public ::testing::Test {
   std::jthread runner_;
   std::mutex mutex_;
   Json workload_leases_ = Json::array();
+  Json workload_pods_ = Json::array();
 };
 
 TEST_F(ManagerTest, CreateRejectsInvalidTimings) {
@@ -261,6 +279,18 @@ TEST_F(ManagerTest, ATermNotAboveTheOneWorkloadLeasesRecordIsRaisedBeforeTheGate
   EXPECT_EQ(event.value("reason", ""), "OperatorTermRaised");
   EXPECT_EQ(event["involvedObject"].value("kind", ""), "Lease");
   EXPECT_EQ(event["involvedObject"].value("name", ""), "singleton-operator");
+  stop();
+}
+
+TEST_F(ManagerTest, ATermNotAboveAPodsFenceStampIsRaisedBeforeTheGateOpens) {
+  // A term stamps pods before its first label change in a workload, with or without a Lease write: a pod may carry
+  // a higher term than any workload Lease.
+  addWorkloadLease("web", 4);
+  addStampedPod("web-0", 11);
+  auto m = make(options());
+  start(*m);
+  ASSERT_TRUE(eventually([&] { return m->gate().mayWrite(); }));
+  EXPECT_GT(m->gate().term().value(), 11) << "above the pod's stamp, so the label fence lets it write";
   stop();
 }
 
