@@ -622,27 +622,6 @@ start_apiserver_again() {
   log "kube-apiserver ready again on ${S[APISERVER_URL]} ($(elapsed "$start") s)"
 }
 
-cmd_apiserver() { # action dir [--kill]
-  local action=$1 dir="" hard=""
-  shift
-  while (($#)); do
-    case $1 in
-      --kill) [[ $action != start ]] || die "start-apiserver takes no --kill"; hard=1; shift ;;
-      -h | --help) usage; exit 0 ;;
-      -*) die "unknown option for $action-apiserver: $1" ;;
-      *) [[ -z $dir ]] || die "unexpected argument: $1"; dir=$1; shift ;;
-    esac
-  done
-  [[ -n $dir ]] || die "usage: cluster.sh $action-apiserver DIR"
-  dir=$(abs_dir "$dir")
-  need_cluster_dir "$dir"
-  case $action in
-    stop) stop_apiserver "$dir" "$hard"; log "kube-apiserver stopped" ;;
-    start) start_apiserver_again "$dir" ;;
-    restart) stop_apiserver "$dir" "$hard"; start_apiserver_again "$dir" ;;
-  esac
-}
-
 # etcd: TERM (or KILL at once with --kill, a crash), then start it again on the same ports with its data kept.
 stop_etcd() { # dir [kill]
   local dir=$1 pid i
@@ -682,24 +661,26 @@ start_etcd_again() { # dir
   log "etcd ready again on ${S[ETCD_URL]} ($(elapsed "$start") s)"
 }
 
-cmd_etcd() { # action dir [--kill]
-  local action=$1 dir="" hard=""
-  shift
+# stop-, start- and restart- of one component (apiserver or etcd), with its ports and data kept.
+cmd_component() { # component action dir [--kill]
+  local component=$1 action=$2 dir="" hard="" name
+  shift 2
+  name=$([[ $component == apiserver ]] && echo kube-apiserver || echo "$component")
   while (($#)); do
     case $1 in
-      --kill) [[ $action != start ]] || die "start-etcd takes no --kill"; hard=1; shift ;;
+      --kill) [[ $action != start ]] || die "start-$component takes no --kill"; hard=1; shift ;;
       -h | --help) usage; exit 0 ;;
-      -*) die "unknown option for $action-etcd: $1" ;;
+      -*) die "unknown option for $action-$component: $1" ;;
       *) [[ -z $dir ]] || die "unexpected argument: $1"; dir=$1; shift ;;
     esac
   done
-  [[ -n $dir ]] || die "usage: cluster.sh $action-etcd DIR"
+  [[ -n $dir ]] || die "usage: cluster.sh $action-$component DIR"
   dir=$(abs_dir "$dir")
   need_cluster_dir "$dir"
   case $action in
-    stop) stop_etcd "$dir" "$hard"; log "etcd stopped" ;;
-    start) start_etcd_again "$dir" ;;
-    restart) stop_etcd "$dir" "$hard"; start_etcd_again "$dir" ;;
+    stop) "stop_$component" "$dir" "$hard"; log "$name stopped" ;;
+    start) "start_${component}_again" "$dir" ;;
+    restart) "stop_$component" "$dir" "$hard"; "start_${component}_again" "$dir" ;;
   esac
 }
 
@@ -752,12 +733,12 @@ main() {
   case $cmd in
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;
-    stop-apiserver) cmd_apiserver stop "$@" ;;
-    start-apiserver) cmd_apiserver start "$@" ;;
-    restart-apiserver) cmd_apiserver restart "$@" ;;
-    stop-etcd) cmd_etcd stop "$@" ;;
-    start-etcd) cmd_etcd start "$@" ;;
-    restart-etcd) cmd_etcd restart "$@" ;;
+    stop-apiserver) cmd_component apiserver stop "$@" ;;
+    start-apiserver) cmd_component apiserver start "$@" ;;
+    restart-apiserver) cmd_component apiserver restart "$@" ;;
+    stop-etcd) cmd_component etcd stop "$@" ;;
+    start-etcd) cmd_component etcd start "$@" ;;
+    restart-etcd) cmd_component etcd restart "$@" ;;
     status) cmd_status "$@" ;;
     _watchdog) cmd_watchdog "$@" ;;
     -h | --help | help) usage ;;
