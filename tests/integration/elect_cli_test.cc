@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/cluster_fixture.h"
+#include "support/elect_candidate.h"
 #include "support/process.h"
 
 namespace singleton::testing {
@@ -19,35 +20,6 @@ static auto* const kClusterEnv = ::testing::AddGlobalTestEnvironment(new Cluster
 constexpr auto kLease = 4s;
 constexpr auto kRetry = 1s;
 
-std::string electBinary() { return std::string(SINGLETON_BINARY_DIR) + "/cli/singleton-elect"; }
-
-std::unique_ptr<Process> candidate(const std::string& lease, const std::string& id,
-                                   std::vector<std::string> command = {}) {
-  std::vector<std::string> argv = {electBinary(),
-                                   "--lease",
-                                   lease,
-                                   "--identity",
-                                   id,
-                                   "--kubeconfig",
-                                   cluster().kubeconfigPath().string(),
-                                   "--lease-duration",
-                                   "4s",
-                                   "--renew-deadline",
-                                   "3s",
-                                   "--retry-period",
-                                   "1s"};
-  if (!command.empty()) {
-    argv.push_back("--");
-    argv.insert(argv.end(), command.begin(), command.end());
-  }
-  return std::make_unique<Process>(argv);
-}
-
-bool isEvent(const std::string& line, const std::string& event) {
-  auto j = Json::parse(line, nullptr, false);
-  return j.is_object() && j.value("event", "") == event;
-}
-
 Json parse(const std::string& line) { return Json::parse(line); }
 
 struct Group {
@@ -61,8 +33,8 @@ struct Group {
     while (std::chrono::steady_clock::now() < deadline) {
       for (std::size_t i = 0; i < members.size(); ++i) {
         if (static_cast<int>(i) == except) continue;
-        auto line = members[i]->waitForLine([](const std::string& l) { return isEvent(l, "started_leading"); }, 0ms,
-                                            from.empty() ? 0 : from[i]);
+        auto line = members[i]->waitForLine([](const std::string& l) { return isElectEvent(l, "started_leading"); },
+                                            0ms, from.empty() ? 0 : from[i]);
         if (line) return std::make_pair(static_cast<int>(i), *line);
       }
       std::this_thread::sleep_for(1ms);
@@ -72,7 +44,7 @@ struct Group {
   int countStarted() const {
     int n = 0;
     for (const auto& m : members) {
-      for (const auto& l : m->lines()) n += isEvent(l, "started_leading");
+      for (const auto& l : m->lines()) n += isElectEvent(l, "started_leading");
     }
     return n;
   }
@@ -87,7 +59,7 @@ Group startGroup(const std::string& lease) {
   Group g;
   for (const char* id : {"alpha", "bravo", "charlie"}) {
     g.ids.push_back(id);
-    g.members.push_back(candidate(lease, id));
+    g.members.push_back(electCandidate(lease, id));
   }
   return g;
 }
@@ -101,7 +73,7 @@ TEST(ElectCliTest, ThreeCandidatesExactlyOneLeadsAndAllKnowIt) {
   const std::string leader_id = g.ids[leader->first];
   for (auto& m : g.members) {
     auto seen = m->waitForLine(
-        [&](const std::string& l) { return isEvent(l, "new_leader") && parse(l)["leader"] == leader_id; }, 10s);
+        [&](const std::string& l) { return isElectEvent(l, "new_leader") && parse(l)["leader"] == leader_id; }, 10s);
     EXPECT_TRUE(seen) << "every candidate reports the leader";
   }
   const Json started = parse(leader->second.text);
@@ -154,16 +126,16 @@ TEST(ElectCliTest, SigtermLeaderReleasesAndAnotherLeadsWithinASecond) {
   EXPECT_EQ(parse(next->second.text)["token"], token + 1);
   auto& old = *g.members[first->first];
   EXPECT_EQ(old.wait(10s), 0) << old.stderrText();
-  EXPECT_TRUE(old.waitForLine([](const std::string& l) { return isEvent(l, "stopped_leading"); }, 1s));
+  EXPECT_TRUE(old.waitForLine([](const std::string& l) { return isElectEvent(l, "stopped_leading"); }, 1s));
 }
 
 TEST(ElectCliTest, CommandRunsOnlyWhileLeadingWithTheFencingToken) {
-  auto a =
-      candidate("default/elect-command", "cmd-a", {"sh", "-c", "echo token=$SINGLETON_FENCING_TOKEN; exec sleep 1000"});
+  auto a = electCandidate("default/elect-command", "cmd-a",
+                          {"sh", "-c", "echo token=$SINGLETON_FENCING_TOKEN; exec sleep 1000"});
   ASSERT_TRUE(a->waitForLine([](const std::string& l) { return l == "token=0"; }, 30s)) << a->stderrText();
-  auto b =
-      candidate("default/elect-command", "cmd-b", {"sh", "-c", "echo token=$SINGLETON_FENCING_TOKEN; exec sleep 1000"});
-  ASSERT_TRUE(b->waitForLine([](const std::string& l) { return isEvent(l, "new_leader"); }, 30s));
+  auto b = electCandidate("default/elect-command", "cmd-b",
+                          {"sh", "-c", "echo token=$SINGLETON_FENCING_TOKEN; exec sleep 1000"});
+  ASSERT_TRUE(b->waitForLine([](const std::string& l) { return isElectEvent(l, "new_leader"); }, 30s));
   std::this_thread::sleep_for(1s);
   EXPECT_FALSE(b->waitForLine([](const std::string& l) { return l.rfind("token=", 0) == 0; }, 0ms))
       << "a follower must not run the command";
@@ -175,7 +147,7 @@ TEST(ElectCliTest, CommandRunsOnlyWhileLeadingWithTheFencingToken) {
 }
 
 TEST(ElectCliTest, CommandExitingOnItsOwnReleasesAndPassesItsStatus) {
-  auto a = candidate("default/elect-exit", "exit-a", {"sh", "-c", "exit 3"});
+  auto a = electCandidate("default/elect-exit", "exit-a", {"sh", "-c", "exit 3"});
   EXPECT_EQ(a->wait(30s), 3) << a->stderrText();
   auto lease = cluster().kubectl({"get", "lease", "elect-exit", "-n", "default", "-o", "json"});
   ASSERT_TRUE(lease.ok());

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "support/cluster_fixture.h"
+#include "support/elect_candidate.h"
 #include "support/process.h"
 #include "support/tcp_proxy.h"
 
@@ -21,34 +22,10 @@ using Json = nlohmann::json;
 
 static auto* const kClusterEnv = ::testing::AddGlobalTestEnvironment(new ClusterEnvironment);
 
-std::string electBinary() {
-  const char* override_binary = std::getenv("SINGLETON_ELECT_BINARY");  // to measure another build (e.g. main's)
-  return override_binary != nullptr ? override_binary : std::string(SINGLETON_BINARY_DIR) + "/cli/singleton-elect";
-}
-
 // Ignores SIGTERM (so only SIGKILL stops it) and prints "tick <identity> <uptime seconds>" every 10 ms.
 const std::vector<std::string> kStubbornCommand = {
     "sh", "-c",
     "trap '' TERM; while :; do read up idle < /proc/uptime; echo \"tick $SINGLETON_IDENTITY $up\"; sleep 0.01; done"};
-
-std::unique_ptr<Process> candidate(const std::string& lease, const std::string& id, const std::string& kubeconfig) {
-  std::vector<std::string> argv = {electBinary(),
-                                   "--lease",
-                                   lease,
-                                   "--identity",
-                                   id,
-                                   "--kubeconfig",
-                                   kubeconfig,
-                                   "--lease-duration",
-                                   "4s",
-                                   "--renew-deadline",
-                                   "3s",
-                                   "--retry-period",
-                                   "1s",
-                                   "--"};
-  argv.insert(argv.end(), kStubbornCommand.begin(), kStubbornCommand.end());
-  return std::make_unique<Process>(argv);
-}
 
 // The uptime stamps of `id`'s ticks in `p`'s output, in order.
 std::vector<double> ticks(const Process& p, const std::string& id) {
@@ -62,11 +39,6 @@ std::vector<double> ticks(const Process& p, const std::string& id) {
   return out;
 }
 
-bool isEvent(const std::string& line, const std::string& event) {
-  auto j = Json::parse(line, nullptr, false);
-  return j.is_object() && j.value("event", "") == event;
-}
-
 TEST(ElectPartitionTest, ABlackholedLeadersCommandIsDeadBeforeTheNextOneStarts) {
   const char* rounds_env = std::getenv("SINGLETON_PARTITION_ROUNDS");
   const int rounds = rounds_env != nullptr ? std::max(1, std::atoi(rounds_env)) : 1;
@@ -77,11 +49,12 @@ TEST(ElectPartitionTest, ABlackholedLeadersCommandIsDeadBeforeTheNextOneStarts) 
     const auto proxied = cluster().dir() / ("kubeconfig-partition-" + std::to_string(round));
     proxy.writeKubeconfig(cluster().kubeconfigPath(), proxied);
 
-    auto a = candidate(lease, "part-a", proxied.string());
+    auto a = electCandidate(lease, "part-a", kStubbornCommand, proxied.string());
     ASSERT_TRUE(a->waitForLine([](const std::string& l) { return l.rfind("tick part-a ", 0) == 0; }, 30s))
         << a->stderrText();
-    auto b = candidate(lease, "part-b", cluster().kubeconfigPath().string());
-    ASSERT_TRUE(b->waitForLine([](const std::string& l) { return isEvent(l, "new_leader"); }, 30s)) << b->stderrText();
+    auto b = electCandidate(lease, "part-b", kStubbornCommand);
+    ASSERT_TRUE(b->waitForLine([](const std::string& l) { return isElectEvent(l, "new_leader"); }, 30s))
+        << b->stderrText();
     std::this_thread::sleep_for(2s);  // b has seen a renew
 
     proxy.blackhole();  // a can neither renew nor hear anything; no connection closes

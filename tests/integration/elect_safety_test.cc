@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/cluster_fixture.h"
+#include "support/elect_candidate.h"
 #include "support/process.h"
 
 namespace singleton::testing {
@@ -18,40 +19,6 @@ using namespace std::chrono_literals;
 using Json = nlohmann::json;
 
 static auto* const kClusterEnv = ::testing::AddGlobalTestEnvironment(new ClusterEnvironment);
-
-std::string electBinary() {
-  const char* override_binary = std::getenv("SINGLETON_ELECT_BINARY");  // to show another build (e.g. main's) fail
-  return override_binary != nullptr ? override_binary : std::string(SINGLETON_BINARY_DIR) + "/cli/singleton-elect";
-}
-
-std::unique_ptr<Process> candidate(const std::string& lease, const std::string& id,
-                                   std::vector<std::string> command = {}) {
-  std::vector<std::string> argv = {electBinary(),
-                                   "--lease",
-                                   lease,
-                                   "--kubeconfig",
-                                   cluster().kubeconfigPath().string(),
-                                   "--lease-duration",
-                                   "4s",
-                                   "--renew-deadline",
-                                   "3s",
-                                   "--retry-period",
-                                   "1s"};
-  if (!id.empty()) {
-    argv.push_back("--identity");
-    argv.push_back(id);
-  }
-  if (!command.empty()) {
-    argv.push_back("--");
-    argv.insert(argv.end(), command.begin(), command.end());
-  }
-  return std::make_unique<Process>(argv);
-}
-
-bool isEvent(const std::string& line, const std::string& event) {
-  auto j = Json::parse(line, nullptr, false);
-  return j.is_object() && j.value("event", "") == event;
-}
 
 // Running, not a zombie (in a container PID 1 may never reap an orphan).
 bool alive(pid_t pid) {
@@ -78,8 +45,8 @@ pid_t pidFromLine(Process& p, const std::string& prefix) {
 
 TEST(ElectSafetyTest, TheCommandAndWhatItSpawnedDieWhenSingletonElectIsKilled) {
   // The command starts a background child (which a shell would leave behind as an orphan) and waits.
-  auto a = candidate("default/elect-orphan", "orphan-a",
-                     {"sh", "-c", "echo command=$$; sleep 1000 & echo background=$!; wait"});
+  auto a = electCandidate("default/elect-orphan", "orphan-a",
+                          {"sh", "-c", "echo command=$$; sleep 1000 & echo background=$!; wait"});
   const pid_t command = pidFromLine(*a, "command=");
   const pid_t background = pidFromLine(*a, "background=");
   ASSERT_GT(command, 0) << a->stderrText();
@@ -94,10 +61,10 @@ TEST(ElectSafetyTest, TheCommandAndWhatItSpawnedDieWhenSingletonElectIsKilled) {
 }
 
 TEST(ElectSafetyTest, TwoProcessesWithOneIdentityNeverBothLeadAndTheSecondSaysWhy) {
-  auto first = candidate("default/elect-same-id", "same");
-  ASSERT_TRUE(first->waitForLine([](const std::string& l) { return isEvent(l, "started_leading"); }, 30s))
+  auto first = electCandidate("default/elect-same-id", "same");
+  ASSERT_TRUE(first->waitForLine([](const std::string& l) { return isElectEvent(l, "started_leading"); }, 30s))
       << first->stderrText();
-  auto second = candidate("default/elect-same-id", "same");
+  auto second = electCandidate("default/elect-same-id", "same");
   // The first renews within a renew interval (1.33 s here): a change under "same" the second did not make.
   const auto status = second->wait(20s);
   ASSERT_TRUE(status) << "the second kept running: " << second->stderrText();
@@ -105,18 +72,18 @@ TEST(ElectSafetyTest, TwoProcessesWithOneIdentityNeverBothLeadAndTheSecondSaysWh
   const std::string err = second->stderrText();
   EXPECT_NE(err.find("another process is writing under identity \"same\""), std::string::npos) << err;
   EXPECT_NE(err.find("default/elect-same-id"), std::string::npos) << err;
-  for (const auto& l : second->lines()) EXPECT_FALSE(isEvent(l, "started_leading")) << "the second led: " << l;
+  for (const auto& l : second->lines()) EXPECT_FALSE(isElectEvent(l, "started_leading")) << "the second led: " << l;
   EXPECT_TRUE(first->running());
-  for (const auto& l : first->lines()) EXPECT_FALSE(isEvent(l, "stopped_leading")) << l;
+  for (const auto& l : first->lines()) EXPECT_FALSE(isElectEvent(l, "stopped_leading")) << l;
   first->signal(SIGTERM);
   EXPECT_EQ(first->wait(20s), 0);
 }
 
 TEST(ElectSafetyTest, DefaultIdentitiesAreUniqueSoTwoCandidatesOnOneHostElectOne) {
-  auto a = candidate("default/elect-default-id", "");
-  auto b = candidate("default/elect-default-id", "");
+  auto a = electCandidate("default/elect-default-id", "");
+  auto b = electCandidate("default/elect-default-id", "");
   auto started = [](Process& p) {
-    return p.waitForLine([](const std::string& l) { return isEvent(l, "started_leading"); }, 0ms).has_value();
+    return p.waitForLine([](const std::string& l) { return isElectEvent(l, "started_leading"); }, 0ms).has_value();
   };
   ASSERT_TRUE(eventually([&] { return started(*a) || started(*b); }, 30s)) << a->stderrText();
   std::this_thread::sleep_for(6s);  // more than a lease: a wrong second leader would show
@@ -129,22 +96,22 @@ TEST(ElectSafetyTest, DefaultIdentitiesAreUniqueSoTwoCandidatesOnOneHostElectOne
 }
 
 TEST(ElectSafetyTest, WithoutACommandItCampaignsAgainAfterLosingTheLease) {
-  auto a = candidate("default/elect-again", "again-a");
-  ASSERT_TRUE(a->waitForLine([](const std::string& l) { return isEvent(l, "started_leading"); }, 30s))
+  auto a = electCandidate("default/elect-again", "again-a");
+  ASSERT_TRUE(a->waitForLine([](const std::string& l) { return isElectEvent(l, "started_leading"); }, 30s))
       << a->stderrText();
   // Someone else takes the Lease (as a rival or an operator's hand would).
   auto took = cluster().kubectl({"patch", "lease", "elect-again", "-n", "default", "--type", "merge", "-p",
                                  R"({"spec":{"holderIdentity":"intruder","leaseTransitions":5}})"});
   ASSERT_TRUE(took.ok()) << took.err;
-  ASSERT_TRUE(a->waitForLine([](const std::string& l) { return isEvent(l, "stopped_leading"); }, 10s))
+  ASSERT_TRUE(a->waitForLine([](const std::string& l) { return isElectEvent(l, "stopped_leading"); }, 10s))
       << a->stderrText();
   // The intruder never renews: after its lease expires, a leads again, with a token above the intruder's.
   std::size_t after = 0;
   const auto lines = a->lines();
   for (std::size_t i = 0; i < lines.size(); ++i) {
-    if (isEvent(lines[i], "stopped_leading")) after = i + 1;
+    if (isElectEvent(lines[i], "stopped_leading")) after = i + 1;
   }
-  auto again = a->waitForLine([](const std::string& l) { return isEvent(l, "started_leading"); }, 30s, after);
+  auto again = a->waitForLine([](const std::string& l) { return isElectEvent(l, "started_leading"); }, 30s, after);
   ASSERT_TRUE(again) << a->stderrText();
   EXPECT_GT(Json::parse(again->text)["token"].get<long long>(), 5);
   EXPECT_TRUE(a->running());
