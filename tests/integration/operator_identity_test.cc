@@ -7,8 +7,10 @@
 // The primary witnesses are outside the processes: the operator Lease (polled on a connection of its own) and the
 // pods' labels (the LeaderAuditor). The replicas' own leader_election_master_status gauges only support them.
 //
-// SINGLETON_OPERATOR_BINARY runs the replicas this test starts itself with another build (e.g. main's before the
-// fix, which fails both tests); the harness's replica stays this build's.
+// SINGLETON_OPERATOR_BINARY runs the replicas this test starts itself with another build; the harness's replica stays
+// this build's. A build with main f8e057c's behaviour (a record naming its identity is its own; the default identity
+// is the host name) fails both tests: the twin takes the Lease over as its own and keeps running (the harness's
+// replica is the one that exits 2), and the three replicas all call themselves by the host name.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
