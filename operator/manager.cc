@@ -75,6 +75,7 @@ util::Result<std::unique_ptr<Manager>> Manager::create(const Options& options,
   config.lease_duration = options.lease_duration;
   config.renew_deadline = options.renew_deadline;
   config.retry_period = options.retry_period;
+  config.renew_interval = options.renew_interval;
   config.clock = deps.clock;
   config.callbacks.on_started_leading = [self](fencing::FencingToken token, std::stop_token stop) {
     self->onStartedLeading(token, std::move(stop));

@@ -72,7 +72,9 @@ util::Status validate(const Options& options) {
   if (options.identity.empty()) {
     return usageError("--identity is empty and neither $POD_NAME nor the host name is set");
   }
-  if (auto s = election::validateTimings(options.lease_duration, options.renew_deadline, options.retry_period);
+  if (auto s =
+          election::validateTimings(election::Timings{options.lease_duration, options.renew_deadline,
+                                                      options.retry_period, options.renew_interval, util::Millis(0)});
       !s.ok()) {
     return usageError(s.error().message);
   }
@@ -111,6 +113,7 @@ util::FlagSet operatorFlags(Options& options, LogFlags& log_flags) {
       "identity", options.identity, "ID",
       "this replica's identity in the Lease, unique per process; default: $POD_NAME, else <host name>_<random>");
   election::addTimingFlags(flags, options.lease_duration, options.renew_deadline, options.retry_period);
+  election::addRenewIntervalFlag(flags, options.renew_interval);
   flags.addFunc("metrics-bind-address", bind_address(options.metrics_bind_address), "ADDR",
                 "where /metrics is served (default " + options.metrics_bind_address + "; \"0\" disables)");
   flags.addFunc(

@@ -23,6 +23,7 @@ struct Options {
   util::Millis lease_duration{15'000};
   util::Millis renew_deadline{10'000};
   util::Millis retry_period{2'000};
+  util::Millis renew_interval{0};                   // 0: election::defaultRenewInterval(), a third of the lease
   std::string metrics_bind_address = ":8080";       // "0" disables
   std::string health_probe_bind_address = ":8081";  // "0" disables
   log::Format log_format = log::Format::kJson;

@@ -33,6 +33,7 @@ TEST(OptionsTest, Defaults) {
   EXPECT_EQ(o->lease_duration, 15s);
   EXPECT_EQ(o->renew_deadline, 10s);
   EXPECT_EQ(o->retry_period, 2s);
+  EXPECT_EQ(o->renew_interval, 0ms) << "0: the elector's default, a third of the lease";
   EXPECT_EQ(o->metrics_bind_address, ":8080");
   EXPECT_EQ(o->health_probe_bind_address, ":8081");
   EXPECT_EQ(o->log_format, log::Format::kJson);
@@ -93,6 +94,7 @@ TEST(OptionsTest, ParsesEveryFlagInBothForms) {
       {"lease-duration", "4s"},
       {"renew-deadline", "3s"},
       {"retry-period", "500ms"},
+      {"renew-interval", "1500ms"},
       {"metrics-bind-address", "127.0.0.1:9090"},
       {"health-probe-bind-address", "[::1]:0"},
       {"log-format", "text"},
@@ -120,6 +122,7 @@ TEST(OptionsTest, ParsesEveryFlagInBothForms) {
     EXPECT_EQ(o->lease_duration, 4s);
     EXPECT_EQ(o->renew_deadline, 3s);
     EXPECT_EQ(o->retry_period, 500ms);
+    EXPECT_EQ(o->renew_interval, 1500ms);
     EXPECT_EQ(o->metrics_bind_address, "127.0.0.1:9090");
     EXPECT_EQ(o->health_probe_bind_address, "[::1]:0");
     EXPECT_EQ(o->log_format, log::Format::kText);
@@ -139,6 +142,10 @@ TEST(OptionsTest, GoodValues) {
       {{"--metrics-bind-address", ":0"}, [](const Options& o) { return o.metrics_bind_address == ":0"; }},
       {{"--lease-duration=1m", "--renew-deadline=40s", "--retry-period=5s"},
        [](const Options& o) { return o.lease_duration == 60s && o.renew_deadline == 40s; }},
+      {{"--renew-interval=9s"}, [](const Options& o) { return o.renew_interval == 9s; }},
+      {{"--renew-interval", "0"}, [](const Options& o) { return o.renew_interval == 0ms; }},
+      {{"--lease-duration=4s", "--renew-deadline=3s", "--retry-period=1s", "--renew-interval=2s"},
+       [](const Options& o) { return o.renew_interval == 2s; }},
       {{"--log-level=warn"}, [](const Options& o) { return o.log_level == spdlog::level::warn; }},
       {{"--log-level=off"}, [](const Options& o) { return o.log_level == spdlog::level::off; }},
       {{"--log-format", "json"}, [](const Options& o) { return o.log_format == log::Format::kJson; }},
@@ -178,6 +185,11 @@ TEST(OptionsTest, RejectsBadInputWithOneReadableLine) {
       {{"--renew-deadline", "soon"}, "--renew-deadline"},
       {{"--lease-duration", "5s"}, "must be greater than renew deadline"},
       {{"--renew-deadline", "2s"}, "must be greater than 1.2 x retry period"},
+      {{"--renew-interval", "soon"}, "--renew-interval"},
+      {{"--renew-interval=-1s"}, "--renew-interval"},
+      {{"--renew-interval", "10s"}, "renew interval (10s) must be less than renew deadline (10s)"},
+      {{"--renew-deadline=3s", "--lease-duration=4s", "--retry-period=1s", "--renew-interval=5s"},
+       "renew interval (5s) must be less than renew deadline (3s)"},
       {{"--metrics-bind-address", "8080"}, "--metrics-bind-address"},
       {{"--health-probe-bind-address", ":99999"}, "--health-probe-bind-address"},
       {{"--health-probe-bind-address", "::1:80"}, "brackets"},
@@ -201,13 +213,13 @@ TEST(OptionsTest, HelpDocumentsEveryFlagAndItsDefault) {
   const std::string text = usage();
   for (const char* flag :
        {"--kubeconfig", "--context", "--namespace", "--leader-election-namespace", "--leader-election-id", "--identity",
-        "--lease-duration", "--renew-deadline", "--retry-period", "--metrics-bind-address",
+        "--lease-duration", "--renew-deadline", "--retry-period", "--renew-interval", "--metrics-bind-address",
         "--health-probe-bind-address", "--log-format", "--log-level", "--workers", "--help", "--version"}) {
     EXPECT_NE(text.find(flag), std::string::npos) << flag;
   }
   for (const char* fact : {"POD_NAMESPACE", "POD_NAME", "singleton-system", "default singleton-operator", "default 15s",
                            "default 10s", "default 2s", "default :8080", "default :8081", "default json",
-                           "default info", "default 2", "\"0\" disables"}) {
+                           "default info", "default 2", "\"0\" disables", "a third of", "must be less than"}) {
     EXPECT_NE(text.find(fact), std::string::npos) << fact;
   }
 }
