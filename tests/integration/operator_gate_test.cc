@@ -1,12 +1,14 @@
 // The operator's time-bounded write gate on a real control plane.
 //
 // OperatorPausedLeaderTest (issue 7, case 2, "a paused leader resumes with its write gate open"): 3 operator
-// replicas. The test deletes a workload's leader pod; the operator leader L writes the workload Lease (the failover's
-// compare-and-swap) and logs it; the test, polling L's log every millisecond, SIGSTOPs L right then, before L labels
-// the successor. Another replica takes over, labels the successor and then switches the workload over to a third
-// pod. Then L gets SIGCONT: its worker resumes with the stale promotion. The write gate (closed by the monotonic
-// clock, which ran while L was stopped) and the label fence must keep it off the pods: the LeaderAuditor (its own
-// watch) fails the test on any instant with two leader-labelled pods and on a token going backwards.
+// replicas, each behind its TcpProxy. The test deletes a workload's leader pod; from the moment the deletion is
+// visible the proxy holds the operator leader L's answers, so L's workload-Lease write (the failover's
+// compare-and-swap) is applied but L cannot go on to label the successor. As soon as the Lease shows the new token
+// the test SIGSTOPs L and lets the held answer through into L's socket. Another replica takes over, labels the
+// successor and then switches the workload over to a third pod. Then L gets SIGCONT: its worker finds the Lease
+// answer and goes on to its now stale promotion. The write gate (shut by the monotonic clock, which ran while L was
+// stopped) and the label fence must keep it off the pods: the LeaderAuditor (its own watch) fails the test on any
+// instant with two leader-labelled pods and on a token going backwards.
 // SINGLETON_GATE_ROUNDS=n runs n rounds that stopped L after its Lease write (default 3).
 //
 // OperatorGateClosedTest (issue 9, "the write gate is closed at the moment the elector gives up"): one operator
@@ -83,7 +85,19 @@ class ResumeGuard {
 // ---------------------------------------------------------------------------------------------------------------
 // Issue 7, case 2: a paused operator leader resumes.
 
-class OperatorPausedLeaderTest : public OperatorTest {};
+class OperatorPausedLeaderTest : public OperatorTest {
+ protected:
+  static void SetUpTestSuite() {
+    OperatorHarness::Options options;
+    options.proxy_operators = true;
+    startHarness(std::move(options));
+  }
+
+  long long leaseTransitions(const std::string& lease) {
+    auto l = getLease(lease);
+    return l ? (*l)["spec"].value("leaseTransitions", -1LL) : -1;
+  }
+};
 
 TEST_F(OperatorPausedLeaderTest, AResumedLeaderDoesNotLabelAfterANewOperatorLeaderActed) {
   createWorkload(workloadObject("pw", 3));
@@ -92,6 +106,7 @@ TEST_F(OperatorPausedLeaderTest, AResumedLeaderDoesNotLabelAfterANewOperatorLead
   while (stopped < rounds() && attempts < 3 * rounds()) {
     ++attempts;
     SCOPED_TRACE("attempt " + std::to_string(attempts));
+    for (int i = 0; i < harness().operatorCount(); ++i) harness().operatorProxy(i).heal();
     harness().ensureOperatorsRunning();
     auto leader_pod = waitForSteadyLeader("pw", kSteady);
     ASSERT_TRUE(leader_pod) << auditor().describe("pw");
@@ -101,34 +116,32 @@ TEST_F(OperatorPausedLeaderTest, AResumedLeaderDoesNotLabelAfterANewOperatorLead
     const auto log_path = harness().operatorLogPath(*op);
     const auto log_from = std::filesystem::file_size(log_path);
     const auto leaderships_before = auditor().leaderships("pw").size();
+    TcpProxy& proxy = harness().operatorProxy(*op);
+    const long long token = leaseTransitions("pw-leader");
 
-    // 1. The leader pod goes at once; L writes the workload Lease and logs "<pod> is the leader (fencing token N)".
-    //    The test stops L as soon as that line shows, before its label patch (or while it is on its way).
+    // 1. The leader pod goes at once (no grace period: no demotion between the Lease write and the promotion). From
+    //    the moment the deletion is visible L's answers wait in its proxy, so L cannot go on past its Lease CAS;
+    //    once the CAS shows in the API the test stops L and lets the answer through: L finds it when it resumes.
     kube::DeleteOptions now;
     now.grace_period_seconds = 0;
     ASSERT_TRUE(harness().client().remove(kube::kPods, ns(), leader_pod->name, now).ok());
-    std::string line;
-    const bool logged = eventually(
-        [&] {
-          std::ifstream in(log_path);
-          in.seekg(static_cast<std::streamoff>(log_from));
-          for (std::string l; std::getline(in, l);) {
-            if (l.find(" is the leader (fencing token ") != std::string::npos &&
-                l.find("\"" + ns() + "\"") != std::string::npos) {
-              line = l;
-              return true;
-            }
-          }
-          return false;
+    ASSERT_TRUE(auditor().waitUntil(
+        [&](const LeaderAuditor::State& s) {
+          const auto& pods = s.workloads.at("pw").pods;
+          const auto it = pods.find(leader_pod->name);
+          return it == pods.end() || it->second.terminating || it->second.uid != leader_pod->uid;
         },
-        10s, 1ms);
-    if (!logged) {
-      std::cout << "attempt " << attempts << ": the operator leader logged no Lease write; again\n";
+        10s));
+    proxy.setPolicy({TcpProxy::Flow::kForward, TcpProxy::Flow::kHold});
+    if (!eventually([&] { return leaseTransitions("pw-leader") > token; }, 2s, 1ms)) {
+      std::cout << "attempt " << attempts << ": the operator leader had not seen the deletion; again\n";
+      proxy.heal();
       continue;
     }
     harness().signalOperator(*op, SIGSTOP);
     ResumeGuard guard(harness(), *op);
     const auto stopped_at = Clock::now();
+    proxy.heal();
     ++stopped;
     const auto lease = getLease("pw-leader");
     ASSERT_TRUE(lease);
