@@ -322,7 +322,7 @@ TEST_F(OperatorGateClosedTest, NoWriteReachesTheApiserverAfterTheRenewDeadline) 
   //    (its renewTime is later than the heal); before it, no operator write to the workload's namespace.
   std::string reacquired;
   std::vector<Json> events;
-  ASSERT_TRUE(eventually(
+  const bool found = eventually(
       [&] {
         events = auditEvents();
         for (const Json& e : events) {
@@ -340,8 +340,9 @@ TEST_F(OperatorGateClosedTest, NoWriteReachesTheApiserverAfterTheRenewDeadline) 
         }
         return false;
       },
-      10s, 200ms))
-      << "no operator Lease write after the heal in " << auditLogPath();
+      10s, 200ms);
+  EXPECT_TRUE(found) << "no operator Lease write generated after the heal in " << auditLogPath();
+  if (!found) reacquired = "~";  // after every timestamp: every write since the hold counts
   std::vector<std::string> early;
   int later = 0;
   int held_lease_writes = 0;
