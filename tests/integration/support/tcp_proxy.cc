@@ -164,6 +164,14 @@ void TcpProxy::setRefuseNew(bool refuse) {
   refuse_new_ = refuse;
 }
 
+void TcpProxy::setPassClose(bool pass) {
+  {
+    std::lock_guard lock(mutex_);
+    pass_close_ = pass;
+  }
+  wake();
+}
+
 std::vector<TcpProxy::Connection> TcpProxy::connections() const {
   std::lock_guard lock(mutex_);
   return stats_;
@@ -299,9 +307,11 @@ void TcpProxy::loop() {
       const short revents = fds[i].revents;
       if (pipe.closed || revents == 0) continue;
       Policy policy;
+      bool pass_close = true;
       {
         std::lock_guard lock(mutex_);
         policy = policyOf(pipe.id);
+        pass_close = pass_close_;
       }
       const int fd = is_client ? pipe.client : pipe.server;
       const Flow read_flow = is_client ? policy.upstream : policy.downstream;
@@ -338,7 +348,7 @@ void TcpProxy::loop() {
         }
       }
       // Half-closes travel once everything before them has been delivered.
-      if (pipe.client_eof && pipe.up.empty() && !pipe.up_shut && policy.upstream != Flow::kHold) {
+      if (pipe.client_eof && pipe.up.empty() && !pipe.up_shut && policy.upstream != Flow::kHold && pass_close) {
         ::shutdown(pipe.server, SHUT_WR);
         pipe.up_shut = true;
       }

@@ -75,6 +75,9 @@ class TcpProxy {
   // RST on every open connection (SO_LINGER 0), pending bytes discarded.
   void resetAll();
   void setRefuseNew(bool refuse);
+  // Off: a client's close (FIN) is not passed on, so the server still serves what the client sent before it gave up
+  // (as when the FIN is lost or delayed); the server's answer then meets a reset. On by default.
+  void setPassClose(bool pass);
 
   std::vector<Connection> connections() const;
   std::vector<Chunk> chunks() const;
@@ -99,6 +102,7 @@ class TcpProxy {
   Policy policy_;
   std::map<int, Policy> overrides_;
   bool refuse_new_ = false;
+  bool pass_close_ = true;
   bool reset_requested_ = false;
   bool stopping_ = false;
   int next_id_ = 1;
