@@ -8,7 +8,8 @@
 # failover), so it measures one failover, not its contention with the last one's aftermath (the deleted pod
 # recreated, status, events); a back-to-back run of deletions is reported beside it.
 # Env: BENCH_WORKLOADS=1000 (cold start and memory), BENCH_FAILOVERS=100 (per kind), BENCH_IDLE_WORKLOADS=100,
-#      BENCH_IDLE_WINDOW=60 (seconds), BENCH_SETTLE_MS=200, BENCH_OPERATOR_WORKERS (the operator's --workers;
+#      BENCH_IDLE_WINDOW=60 (seconds), BENCH_SETTLE_MS=200, BENCH_STALLS=3 (15 s apiserver stalls, each followed by
+#      a failover timed from the recovery), BENCH_OPERATOR_WORKERS (the operator's --workers;
 #      default: its own default), BENCH_KEEP=1 (keep logs)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,6 +26,7 @@ failovers=${BENCH_FAILOVERS:-100}
 idle_workloads=${BENCH_IDLE_WORKLOADS:-100}
 idle_window=${BENCH_IDLE_WINDOW:-60}
 settle_ms=${BENCH_SETTLE_MS:-200}
+stalls=${BENCH_STALLS:-3}
 worker_flags=()
 [[ -n ${BENCH_OPERATOR_WORKERS:-} ]] && worker_flags=(--workers "$BENCH_OPERATOR_WORKERS")
 # 6 simulated nodes of 1,000 pods each: room for the cold start, the idle and the failover workloads together.
@@ -133,6 +135,14 @@ if ((failovers > 0)); then
     --workloads 10 --replicas 3 --count "$failovers" --mode delete --timeout 120 || true
 fi
 
+# --- recovery from a stalled apiserver ------------------------------------------------------------------------------
+if ((failovers > 0 && stalls > 0)); then
+  log "apiserver stall: $stalls times SIGSTOP for 15 s (past the operator's renew deadline), SIGCONT, then delete a leader pod"
+  step "failovers after a stall" "$dir/failover-stall.out" --namespace bench-failover failover --prefix fo \
+    --workloads 10 --replicas 3 --count "$stalls" --mode delete --settle-ms "$settle_ms" --timeout 120 \
+    --stall-pid "$(cat "$dir/cluster/run/kube-apiserver.pid")" --stall-seconds 15 || true
+fi
+
 # --- idle writes ---------------------------------------------------------------------------------------------------
 if ((idle_window > 0)); then
   log "idle writes: $idle_workloads workloads x 3 pods, steady, then a ${idle_window}s window"
@@ -168,6 +178,7 @@ d="$dir/failover-delete.out"
 b="$dir/failover-b2b.out"
 n="$dir/failover-notready.out"
 l="$dir/failover-loaded.out"
+s="$dir/failover-stall.out"
 row() { printf '%-58s %14s   %s\n' "$1" "$2" "$3"; }
 echo
 echo "Operator benchmark: 3 operator replicas (leader $leader), $nodes simulated nodes, local control plane on $(nproc) CPUs"
@@ -179,6 +190,7 @@ row "failover after deletion, back to back, p50/p99 (ms)" "$(val watch_p50_ms "$
 row "failover after leader Ready=False, p50 (ms)" "$(val watch_p50_ms "$n")" "<= 50"
 row "failover after leader Ready=False, p99 (ms)" "$(val watch_p99_ms "$n")" "<= 250"
 row "  (n, p90, max)" "$(val watch_n "$n"), $(val watch_p90_ms "$n"), $(val watch_max_ms "$n")" ""
+row "apiserver recovery -> first failover done, 15 s stall, p50/max (ms)" "$(val request_p50_ms "$s")/$(val request_max_ms "$s")" "(no target; n=$(val request_n "$s"))"
 row "API writes/min, $idle_workloads idle workloads, beyond own Lease" "$(val api_writes_beyond_per_min "$dir/idle.out")" "0"
 row "  object changes/min in the workloads' namespace" "$(val namespace_changes_per_min "$dir/idle.out")" "0"
 row "  operator's own Lease renewals/min" "$(val operator_lease_renewals_per_min "$dir/idle.out")" "(30 at retry 2s)"
@@ -191,7 +203,7 @@ echo "RSS of every replica (* = leader), MiB: idle: $rss_idle_all"
 echo "                                      $idle_workloads workloads: $rss_100"
 echo "                                      $workloads workloads: $rss_scale_all"
 # A partial run (BENCH_FAILOVERS=0 ...) has no output from the skipped steps.
-violations=$({ cat "$d" "$b" "$n" "$l" "$dir/coldstart.out" 2>/dev/null || true; } | sed -n 's/^violations=//p' | awk '{ s += $1 } END { print s + 0 }')
+violations=$({ cat "$d" "$b" "$n" "$l" "$s" "$dir/coldstart.out" 2>/dev/null || true; } | sed -n 's/^violations=//p' | awk '{ s += $1 } END { print s + 0 }')
 echo "CPU seconds during the cold start: $cpu_coldstart; the benchmark's driver $(val coldstart_driver_cpu_seconds "$dir/coldstart.out")"
 echo "leader auditor over every run: $violations violations (two pods labelled leader, or a token that did not grow)"
 if ((${#failed_steps[@]})); then

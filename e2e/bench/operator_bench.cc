@@ -8,6 +8,7 @@
 //   [--nodes PFX:K] singleton-bench-operator --kubeconfig F --namespace NS steady   --count N [--replicas R] [--prefix
 //   P] singleton-bench-operator --kubeconfig F --namespace NS failover --workloads K --count N --mode delete|notready
 //                                                                     [--settle-ms MS]
+//                                                                     [--stall-pid PID --stall-seconds S]
 //   singleton-bench-operator --kubeconfig F --namespace NS idle     --seconds W [--operator-lease NS/NAME]
 //
 // Results go to stdout as `key=value` lines (for the script); progress to stderr. Exit 1 on a failed run or a
@@ -26,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include <signal.h>
 #include <sys/resource.h>
 
 #include <spdlog/spdlog.h>
@@ -60,6 +62,10 @@ struct Args {
   int timeout = 600;
   int settle_ms = 0;  // failover: before each one, every workload steady and then this long without a failover
   std::string operator_lease = "singleton-system/singleton-operator";
+  // failover: before each deletion, freeze this process (the kube-apiserver) with SIGSTOP for stall_seconds; the
+  // request clock then starts at its SIGCONT, so request_* is the time from the apiserver's recovery.
+  int stall_pid = 0;
+  int stall_seconds = 15;
 };
 
 [[noreturn]] void usage(const std::string& message) {
@@ -101,6 +107,10 @@ Args parseArgs(int argc, char** argv) {
       a.settle_ms = std::stoi(value());
     else if (arg == "--operator-lease")
       a.operator_lease = value();
+    else if (arg == "--stall-pid")
+      a.stall_pid = std::stoi(value());
+    else if (arg == "--stall-seconds")
+      a.stall_seconds = std::stoi(value());
     else if (arg.rfind("--", 0) == 0)
       usage("unknown flag " + arg);
     else if (a.command.empty())
@@ -402,10 +412,24 @@ class Bench {
         std::lock_guard g(armed_mutex);
         armed = Armed{workload, leader->uid, before, {}, {}, "", -1, true};
       }
+      if (a_.stall_pid > 0) {
+        // Past the operator's renew deadline at the default 15 s: its leader gives up, and after the SIGCONT a
+        // replica must be elected again (on a warm cache) before it can fail the workload over.
+        std::fprintf(stderr, "  stalling the kube-apiserver (pid %d) for %d s\n", a_.stall_pid, a_.stall_seconds);
+        if (::kill(a_.stall_pid, SIGSTOP) != 0) usage("cannot SIGSTOP --stall-pid " + std::to_string(a_.stall_pid));
+        std::this_thread::sleep_for(std::chrono::seconds(a_.stall_seconds));
+        ::kill(a_.stall_pid, SIGCONT);
+      }
       const auto requested = Clock::now();
       std::string error;
       if (a_.mode == "delete") {
         auto status = client_->remove(kube::kPods, a_.ns, leader->name);
+        // Just after a stall the first answer may be a timeout of a request sent into it: try again.
+        for (int retry = 0; retry < 10 && !status.ok() && a_.stall_pid > 0; ++retry) {
+          std::this_thread::sleep_for(100ms);
+          status = client_->remove(kube::kPods, a_.ns, leader->name);
+          if (!status.ok() && status.error().code == util::ErrorCode::kNotFound) status = {};
+        }
         if (!status.ok()) error = status.error().describe();
       } else {
         auto patched = client_->mergePatch(kube::kPods, a_.ns, leader->name,
@@ -421,7 +445,7 @@ class Bench {
             std::lock_guard g(armed_mutex);
             return armed.lost && armed.next;
           },
-          30s);
+          a_.stall_pid > 0 ? 60s : 30s);
       Armed result;
       {
         std::lock_guard g(armed_mutex);

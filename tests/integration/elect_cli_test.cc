@@ -48,6 +48,12 @@ struct Group {
     }
     return n;
   }
+  // Every member's stderr, for a failure message.
+  std::string logs() const {
+    std::string out;
+    for (std::size_t i = 0; i < members.size(); ++i) out += "--- " + ids[i] + " ---\n" + members[i]->stderrText();
+    return out;
+  }
   std::vector<std::size_t> lineCounts() const {
     std::vector<std::size_t> counts;
     for (const auto& m : members) counts.push_back(m->lines().size());
@@ -55,21 +61,22 @@ struct Group {
   }
 };
 
-Group startGroup(const std::string& lease) {
+Group startGroup(const std::string& lease, const ElectTimings& timings = {}) {
   Group g;
   for (const char* id : {"alpha", "bravo", "charlie"}) {
     g.ids.push_back(id);
-    g.members.push_back(electCandidate(lease, id));
+    g.members.push_back(electCandidate(lease, id, {}, "", timings));
   }
   return g;
 }
 
 TEST(ElectCliTest, ThreeCandidatesExactlyOneLeadsAndAllKnowIt) {
-  Group g = startGroup("default/elect-three");
+  // Steady timings: this test asserts that the first leader is never deposed, which a loaded machine must not break.
+  Group g = startGroup("default/elect-three", kSteadyTimings);
   auto leader = g.waitForLeader(30s, {});
   ASSERT_TRUE(leader) << g.members[0]->stderrText();
-  std::this_thread::sleep_for(2 * kLease);  // long enough for a wrong second leader to appear
-  EXPECT_EQ(g.countStarted(), 1);
+  std::this_thread::sleep_for(12s);  // past the lease duration: long enough for a wrong second leader to appear
+  EXPECT_EQ(g.countStarted(), 1) << g.logs();
   const std::string leader_id = g.ids[leader->first];
   for (auto& m : g.members) {
     auto seen = m->waitForLine(
@@ -87,7 +94,7 @@ TEST(ElectCliTest, ThreeCandidatesExactlyOneLeadsAndAllKnowIt) {
   ASSERT_TRUE(lease.ok()) << lease.err;
   const Json spec = Json::parse(lease.out)["spec"];
   EXPECT_EQ(spec["holderIdentity"], leader_id);
-  EXPECT_EQ(spec["leaseDurationSeconds"], 4);
+  EXPECT_EQ(spec["leaseDurationSeconds"], 10);
   EXPECT_EQ(spec["leaseTransitions"], 0);
   EXPECT_EQ(spec["renewTime"].get<std::string>().size(), std::string("2006-01-02T15:04:05.000000Z").size());
 }

@@ -14,18 +14,19 @@ std::string electBinary() {
 }
 
 std::unique_ptr<Process> electCandidate(const std::string& lease, const std::string& identity,
-                                        const std::vector<std::string>& command, const std::string& kubeconfig) {
+                                        const std::vector<std::string>& command, const std::string& kubeconfig,
+                                        const ElectTimings& timings) {
   std::vector<std::string> argv = {electBinary(),
                                    "--lease",
                                    lease,
                                    "--kubeconfig",
                                    kubeconfig.empty() ? cluster().kubeconfigPath().string() : kubeconfig,
                                    "--lease-duration",
-                                   "4s",
+                                   timings.lease_duration,
                                    "--renew-deadline",
-                                   "3s",
+                                   timings.renew_deadline,
                                    "--retry-period",
-                                   "1s"};
+                                   timings.retry_period};
   if (!identity.empty()) {
     argv.push_back("--identity");
     argv.push_back(identity);
