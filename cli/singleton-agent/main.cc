@@ -293,6 +293,8 @@ int main(int argc, char** argv) {
   std::uint64_t seen_watch = 0;
   std::uint64_t seen_get = 0;
   MonoTime next_ack{};
+  MonoTime watch_changed_at{};  // when the main loop last saw the watch change
+  bool warned_no_duration = false;
   util::Backoff ack_backoff({Millis(100), Millis(5000), 2.0, 0.2});
   std::optional<int> exit_status;
 
@@ -367,6 +369,7 @@ int main(int argc, char** argv) {
     }
     if (stop.stop_requested()) break;
     const MonoTime now = clock_.now();
+    if (new_watch) watch_changed_at = now;
 
     if (child) {
       if (auto status = child->poll()) {
@@ -422,6 +425,13 @@ int main(int argc, char** argv) {
       if (watch_synced && wview.holder != pod) board.setReady(true, "");
       const bool candidate = watch_synced && election::mayBeActive(wview, pod, uid);
       bool ask_now = false;
+      if (candidate && !timings_checked && !warned_no_duration) {
+        warned_no_duration = true;
+        spdlog::warn(
+            "lease {}/{} has no spec.leaseDurationSeconds: the agent cannot check its timings and will not "
+            "start",
+            ns, lease_name);
+      }
       if (candidate && timings_checked) {
         // Confirmed by a GET sent recently enough, which agrees with the watch (same token).
         const bool confirmed = get && get->ok && !get->not_found && election::mayBeActive(get->view, pod, uid) &&
@@ -449,7 +459,8 @@ int main(int argc, char** argv) {
             printer.print("started_command", {{"token", token}, {"pid", child->pid()}});
           }
           board.set(true, token);
-        } else if (!confirmed && (new_watch || !get || get->view.token != wview.token)) {
+        } else if (!confirmed && (!get || get->sent < watch_changed_at)) {
+          // The last GET is older than what the watch showed: one more, now (not at the next interval).
           ask_now = true;
         }
       }
@@ -469,7 +480,7 @@ int main(int argc, char** argv) {
           spdlog::info("acknowledged the hand-off of lease {}/{} to {} (token {})", ns, lease_name, wview.holder,
                        wview.token);
           printer.print("acked_handoff", {{"token", wview.token}, {"to", wview.holder}});
-          next_ack = {};
+          next_ack = now + Millis(500);  // the watch brings the acknowledged version meanwhile
           ack_backoff.reset();
         } else if (patched.error().code == util::ErrorCode::kConflict) {
           spdlog::info("ack of lease {}/{}: conflict; re-reading", ns, lease_name);
