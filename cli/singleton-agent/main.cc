@@ -257,10 +257,11 @@ int main(int argc, char** argv) {
   if (!server.ok()) return fail(kExitUsage, server.error().message);
 
   Shared shared;
-  std::stop_source stop_all;
+  std::stop_source stop_all;  // a second signal: leave at once (COMMAND is still stopped first)
+  std::atomic<int> signal_count{0};
   signals.start([&](int sig) {
     spdlog::info("received {}; stopping", util::TerminationSignals::name(sig));
-    stop_all.request_stop();
+    if (++signal_count > 1) stop_all.request_stop();
     shared.cv.notify_all();
   });
 
@@ -276,7 +277,7 @@ int main(int argc, char** argv) {
   std::jthread confirmer(
       [&](std::stop_token stop) { confirmLoop(stop, shared, client, ns, lease_name, options.renew_interval); });
 
-  spdlog::info("pod {}/{} (uid {}), lease {}/{}; serving on {}:{}", ns, pod, uid, lease_name, ns, options.listen_host,
+  spdlog::info("pod {}/{} (uid {}), lease {}/{}; serving on {}:{}", ns, pod, uid, ns, lease_name, options.listen_host,
                server->get()->port());
   printer.print("ready", {{"address", options.listen_host + ":" + std::to_string(server->get()->port())},
                           {"lease", ns + "/" + lease_name}});
@@ -295,6 +296,8 @@ int main(int argc, char** argv) {
   MonoTime next_ack{};
   MonoTime watch_changed_at{};  // when the main loop last saw the watch change
   bool warned_no_duration = false;
+  bool draining = false;  // signalled: COMMAND stopped, waiting to acknowledge the move away from this pod
+  MonoTime drain_until{};
   util::Backoff ack_backoff({Millis(100), Millis(5000), 2.0, 0.2});
   std::optional<int> exit_status;
 
@@ -350,6 +353,7 @@ int main(int argc, char** argv) {
     std::optional<Json> watched;
     bool watch_synced = false;
     std::optional<Shared::Get> get;
+    bool acked_now = false;
     bool new_watch = false;
     bool new_get = false;
     {
@@ -357,8 +361,10 @@ int main(int argc, char** argv) {
       MonoTime wake = clock_.now() + Millis(child ? 20 : 200);  // COMMAND's own exit is polled
       if (leading) wake = std::min(wake, confirmed_sent + options.renew_deadline);
       if (next_ack > MonoTime{}) wake = std::min(wake, next_ack);
-      clock_.waitUntil(lock, shared.cv, wake, stop,
-                       [&] { return shared.watch_seq != seen_watch || shared.get_seq != seen_get; });
+      if (draining) wake = std::min(wake, drain_until);
+      clock_.waitUntil(lock, shared.cv, wake, stop, [&] {
+        return shared.watch_seq != seen_watch || shared.get_seq != seen_get || (signal_count > 0 && !draining);
+      });
       new_watch = shared.watch_seq != seen_watch;
       new_get = shared.get_seq != seen_get;
       seen_watch = shared.watch_seq;
@@ -370,6 +376,18 @@ int main(int argc, char** argv) {
     if (stop.stop_requested()) break;
     const MonoTime now = clock_.now();
     if (new_watch) watch_changed_at = now;
+    if (signal_count > 0 && !draining) {
+      // Pod deletion: COMMAND stops first. Then, if this pod holds the Lease, wait a little for the operator's move
+      // (which names this pod as the one to stop first) and acknowledge it, so the successor need not wait for the
+      // operator's own evidence.
+      draining = true;
+      drain_until = now + std::min(options.renew_deadline, Millis(5000));
+      stopLeading("signal");
+      {
+        std::lock_guard guard(shared.mutex);
+        shared.want_confirm = false;
+      }
+    }
 
     if (child) {
       if (auto status = child->poll()) {
@@ -423,7 +441,7 @@ int main(int argc, char** argv) {
     if (!leading) {
       // A pod that is not the holder any more is an ordinary standby again: ready.
       if (watch_synced && wview.holder != pod) board.setReady(true, "");
-      const bool candidate = watch_synced && election::mayBeActive(wview, pod, uid);
+      const bool candidate = !draining && watch_synced && election::mayBeActive(wview, pod, uid);
       bool ask_now = false;
       if (candidate && !timings_checked && !warned_no_duration) {
         warned_no_duration = true;
@@ -480,6 +498,7 @@ int main(int argc, char** argv) {
           spdlog::info("acknowledged the hand-off of lease {}/{} to {} (token {})", ns, lease_name, wview.holder,
                        wview.token);
           printer.print("acked_handoff", {{"token", wview.token}, {"to", wview.holder}});
+          acked_now = true;
           next_ack = now + Millis(500);  // the watch brings the acknowledged version meanwhile
           ack_backoff.reset();
         } else if (patched.error().code == util::ErrorCode::kConflict) {
@@ -495,27 +514,20 @@ int main(int argc, char** argv) {
       }
     }
     if (leading && new_watch && watch_synced && mine(wview)) board.set(true, token);
-  }
-
-  // Leaving: COMMAND first (bounded), then a pending acknowledgement, then the threads.
-  const bool signalled = stop.stop_requested();
-  stopLeading(signalled ? "signal" : "exit");
-  if (signalled) {
-    const MonoTime give_up = clock_.now() + std::min(options.renew_deadline, Millis(5000));
-    while (clock_.now() < give_up) {
-      auto lease = client.get(kube::kLeases, ns, lease_name);
-      if (!lease.ok()) break;
-      const HandoffView view = election::parseHandoff(*lease);
-      if (!election::mustAck(view, pod, uid)) break;
-      auto patched =
-          client.mergePatch(kube::kLeases, ns, lease_name, election::ackMergePatch(view, election::AckedBy::kAgent));
-      if (patched.ok()) {
-        printer.print("acked_handoff", {{"token", view.token}, {"to", view.holder}});
+    if (draining) {
+      const bool pending = watch_synced && election::mustAck(wview, pod, uid);
+      const bool still_ours = watch_synced && wview.holder == pod && wview.holder_uid == uid;
+      if (acked_now || (!pending && !still_ours)) break;
+      if (now >= drain_until) {
+        spdlog::info("lease {}/{}: no hand-off from {} to acknowledge; leaving", ns, lease_name, pod);
         break;
       }
-      if (patched.error().code != util::ErrorCode::kConflict) break;
     }
   }
+
+  // Leaving: COMMAND first (bounded; already done when signalled), then the threads.
+  const bool signalled = signal_count > 0;
+  stopLeading(signalled ? "signal" : "exit");
   confirmer.request_stop();
   watcher.request_stop();
   shared.cv.notify_all();

@@ -115,7 +115,8 @@ Output: one JSON object per line on stdout per event ("ready", "role", "started_
 "command_exited", "self_demoted", "acked_handoff"), e.g.
   {"ts":"2026-01-02T15:04:05.123Z","event":"started_command","pod":"web-0","token":7}
 
-Signals: SIGTERM or SIGINT stops COMMAND first, acknowledges a pending hand-off from this pod, and exits 0.
+Signals: SIGTERM or SIGINT stops COMMAND first; if this pod holds the Lease, the agent then waits up to
+min(renew-deadline, 5s) for the hand-off away from it, acknowledges it, and exits 0 (a second signal: at once).
 Exit status: 0 stopped by signal; 2 bad flags or configuration (including timings the Lease's duration does not
 allow); 1 a runtime failure; otherwise COMMAND's own status when it exits by itself (the agent then exits too, so
 the container restarts; the hand-off moves on as for any stopped leader).

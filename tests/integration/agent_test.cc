@@ -298,6 +298,10 @@ TEST_F(AgentTest, HandoffWaitsForTheOldLeaderToStop) {
   EXPECT_LT(windows0[0].last, windows1[0].start) << "w-0 was still active when w-1 started";
   std::cout << "gap between w-0's last action and w-1's start: " << (windows1[0].start - windows0[0].last) / 1000.0
             << " ms\n";
+  for (Process* a : {&a0, &a1}) {
+    for (const auto& l : a->lines()) std::cout << "  " << l << "\n";
+  }
+  std::cout << a1.stderrText();
 
   EXPECT_TRUE(eventually([&] { return readFile(roleDirOf("w-1") / "role") == "leader\n"; }, 5s));
   EXPECT_EQ(readFile(roleDirOf("w-1") / "token"), "2\n");
@@ -354,6 +358,60 @@ TEST_F(AgentTest, SigtermStopsCommandFirst) {
   const auto size = std::filesystem::file_size(logOf("w-0"));
   std::this_thread::sleep_for(300ms);
   EXPECT_EQ(std::filesystem::file_size(logOf("w-0")), size);
+}
+
+// Pod deletion: SIGTERM stops COMMAND first; the agent then waits briefly for the operator's move that names it as
+// the one to stop first, acknowledges it, and exits 0, so the successor starts without waiting for other evidence.
+TEST_F(AgentTest, SigtermAcksTheMoveThatFollows) {
+  const std::string w = "sigterm-ack";
+  writeLease(w, "w-0", "uid-w-0", 4);
+  Process& a0 = startAgent(w, "w-0");
+  Process& a1 = startAgent(w, "w-1");
+  ASSERT_TRUE(waitEvent(a0, "started_command", 30s, 4)) << a0.stderrText();
+  ASSERT_TRUE(eventually([&] { return !readWindows(logOf("w-0")).empty(); }, 10s));
+  a0.signal(SIGTERM);
+  ASSERT_TRUE(waitEvent(a0, "stopped_command", 10s, 4)) << a0.stderrText();
+  writeLease(w, "w-1", "uid-w-1", 5, "w-0", "uid-w-0");  // the operator reacts to the deletion
+  EXPECT_TRUE(waitEvent(a0, "acked_handoff", 10s, 5)) << a0.stderrText();
+  auto status = a0.wait(10s);
+  ASSERT_TRUE(status);
+  EXPECT_EQ(*status, 0) << a0.stderrText();
+  ASSERT_TRUE(waitEvent(a1, "started_command", 20s, 5)) << a1.stderrText();
+  ASSERT_TRUE(eventually([&] { return !readWindows(logOf("w-1")).empty(); }, 10s));
+  const auto windows0 = readWindows(logOf("w-0"));
+  const auto windows1 = readWindows(logOf("w-1"));
+  ASSERT_EQ(windows0.size(), 1u);
+  ASSERT_EQ(windows1.size(), 1u);
+  EXPECT_LT(windows0[0].last, windows1[0].start);
+}
+
+// The acknowledgement patches are compare-and-swaps on the real apiserver: built from an older version of the Lease,
+// both forms are refused, and the Lease is unchanged.
+TEST_F(AgentTest, AckPatchesAreCompareAndSwaps) {
+  const std::string w = "ackcas";
+  const std::string name = w + "-leader";
+  writeLease(w, "w-1", "uid-w-1", 2, "w-0", "uid-w-0");
+  auto old_lease = client_->get(kube::kLeases, kNs, name);
+  ASSERT_TRUE(old_lease.ok());
+  const election::HandoffView old_view = election::parseHandoff(*old_lease);
+  writeLease(w, "w-2", "uid-w-2", 3, "w-1", "uid-w-1");  // moved on meanwhile
+  auto merge =
+      client_->mergePatch(kube::kLeases, kNs, name, election::ackMergePatch(old_view, election::AckedBy::kAgent));
+  ASSERT_FALSE(merge.ok());
+  EXPECT_EQ(merge.error().code, util::ErrorCode::kConflict) << merge.error().message;
+  auto json = client_->jsonPatch(kube::kLeases, kNs, name, election::ackJsonPatch(old_view, election::AckedBy::kAgent));
+  ASSERT_FALSE(json.ok());
+  std::cout << "stale JSON patch: " << util::errorCodeName(json.error().code) << " (HTTP " << json.error().http_status
+            << ")\n";
+  election::HandoffView now = readLease(w);
+  EXPECT_FALSE(now.complete);
+  EXPECT_EQ(now.holder, "w-2");
+  // From the current version, the JSON patch form applies.
+  auto applied = client_->jsonPatch(kube::kLeases, kNs, name, election::ackJsonPatch(now, election::AckedBy::kPodGone));
+  ASSERT_TRUE(applied.ok()) << applied.error().message;
+  now = readLease(w);
+  EXPECT_TRUE(now.complete);
+  EXPECT_EQ(now.acked_by, "pod-gone");
 }
 
 // (d) A leader cut off from the apiserver (blackholed TCP proxy) stops COMMAND within renew-deadline + grace (and
