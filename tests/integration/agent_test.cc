@@ -185,8 +185,9 @@ class AgentTest : public ::testing::Test {
   std::filesystem::path roleDirOf(const std::string& pod) const { return dir_ / (pod + "-role"); }
 
   // An agent for pod `pod` (UID "uid-<pod>"), with COMMAND unless sidecar.
+  // `command` replaces the logging workload (with sidecar false).
   Process& startAgent(const std::string& workload, const std::string& pod, bool sidecar = false,
-                      const std::string& kubeconfig = "") {
+                      const std::string& kubeconfig = "", const std::vector<std::string>& command = {}) {
     std::filesystem::create_directories(roleDirOf(pod));
     std::vector<std::string> argv = {agentBinary(),
                                      "--kubeconfig",
@@ -207,7 +208,10 @@ class AgentTest : public ::testing::Test {
                                      roleDirOf(pod).string(),
                                      "--log-level",
                                      "debug"};
-    if (!sidecar) {
+    if (!sidecar && !command.empty()) {
+      argv.push_back("--");
+      argv.insert(argv.end(), command.begin(), command.end());
+    } else if (!sidecar) {
       for (const std::string& a :
            {std::string("--"), python(), std::string("-c"), std::string(kWorkloadScript), logOf(pod).string()}) {
         argv.push_back(a);
@@ -466,6 +470,46 @@ TEST_F(AgentTest, SidecarPublishesRole) {
   EXPECT_TRUE(eventually([&] { return readFile(roleDirOf("w-0") / "role") == "standby\n"; }, 5s));
   EXPECT_EQ(Json::parse(httpGet(urlOf(a0, "/role")).second)["role"], "standby");
   EXPECT_TRUE(readLease(w).complete);
+}
+
+// COMMAND exiting by itself: the agent reports it, turns standby and exits with COMMAND's status.
+TEST_F(AgentTest, CommandExitEndsTheAgentWithItsStatus) {
+  const std::string w = "selfexit";
+  writeLease(w, "w-0", "uid-w-0", 9);
+  Process& a0 = startAgent(w, "w-0", false, "", {"sh", "-c", "sleep 0.3; exit 7"});
+  auto status = a0.wait(30s);
+  ASSERT_TRUE(status);
+  EXPECT_EQ(*status, 7) << a0.stderrText();
+  auto exited = waitEvent(a0, "command_exited", 0ms, 9);
+  ASSERT_TRUE(exited) << a0.stderrText();
+  EXPECT_EQ((*exited)["status"], 7);
+  EXPECT_EQ(readFile(roleDirOf("w-0") / "role"), "standby\n");
+}
+
+// Standbys make no requests beyond their watch: nothing goes upstream through a standby's proxy once it watches.
+// (The leader's cost is one GET per renew-interval.) Also reports the agents' resident size.
+TEST_F(AgentTest, StandbyMakesNoRequests) {
+  const std::string w = "quiet";
+  writeLease(w, "w-0", "uid-w-0", 1);
+  TcpProxy proxy(cluster().apiserverPort());
+  const auto kubeconfig = dir_ / "kubeconfig-proxied";
+  proxy.writeKubeconfig(cluster().kubeconfigPath(), kubeconfig);
+  Process& a0 = startAgent(w, "w-0", true);
+  Process& a1 = startAgent(w, "w-1", true, kubeconfig.string());
+  ASSERT_TRUE(eventually([&] { return readFile(roleDirOf("w-0") / "role") == "leader\n"; }, 20s)) << a0.stderrText();
+  ASSERT_TRUE(waitEvent(a1, "role", 20s, 1)) << a1.stderrText();  // a1 has listed the Lease
+  std::this_thread::sleep_for(500ms);
+  const auto cut = Clock::now();
+  std::this_thread::sleep_for(3s);
+  EXPECT_EQ(proxy.bytesUpstreamAfter(cut), 0u) << "a standby sent something besides its watch";
+  EXPECT_EQ(proxy.connections().size(), 2u) << "one list and one watch";
+  for (Process* a : {&a0, &a1}) {
+    std::ifstream status("/proc/" + std::to_string(a->pid()) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("VmRSS:", 0) == 0) std::cout << "agent pid " << a->pid() << " " << line << "\n";
+    }
+  }
 }
 
 // A Lease whose duration does not leave room for renew-deadline + grace + the drift margin: exit 2, nothing started.
