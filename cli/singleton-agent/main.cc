@@ -358,7 +358,7 @@ int main(int argc, char** argv) {
     bool new_get = false;
     {
       std::unique_lock lock(shared.mutex);
-      MonoTime wake = clock_.now() + Millis(child ? 20 : 200);  // COMMAND's own exit is polled
+      MonoTime wake = clock_.now() + Millis(child ? 100 : 200);  // COMMAND's own exit is polled
       if (leading) wake = std::min(wake, confirmed_sent + options.renew_deadline);
       if (next_ack > MonoTime{}) wake = std::min(wake, next_ack);
       if (draining) wake = std::min(wake, drain_until);
