@@ -337,7 +337,6 @@ int main(int argc, char** argv) {
           (options.command.empty() ? std::string()
                                    : " (stop bound = grace period " + util::formatDuration(grace) + " + reap wait " +
                                          util::formatDuration(kill_wait) + ")");
-      spdlog::error("{}", message);
       std::fprintf(stderr, "%s: %s\n", kProgram, message.c_str());
       return kExitUsage;
     }

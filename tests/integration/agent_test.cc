@@ -512,6 +512,23 @@ TEST_F(AgentTest, StandbyMakesNoRequests) {
   }
 }
 
+// Watch failures are retried: after the apiserver is killed and restarted, a standby's watch resumes and it sees the
+// hand-off written afterwards; the agents keep running throughout.
+TEST_F(AgentTest, WatchSurvivesApiserverRestart) {
+  const std::string w = "restart";
+  writeLease(w, "w-0", "uid-w-0", 1);
+  Process& a0 = startAgent(w, "w-0", true);
+  Process& a1 = startAgent(w, "w-1", true);
+  ASSERT_TRUE(eventually([&] { return readFile(roleDirOf("w-0") / "role") == "leader\n"; }, 20s)) << a0.stderrText();
+  ASSERT_TRUE(waitEvent(a1, "role", 20s, 1)) << a1.stderrText();
+  cluster().restartApiserver(/*kill=*/true);
+  writeLease(w, "w-1", "uid-w-1", 2, "w-0", "uid-w-0");
+  EXPECT_TRUE(waitEvent(a0, "acked_handoff", 30s, 2)) << a0.stderrText();
+  EXPECT_TRUE(eventually([&] { return readFile(roleDirOf("w-1") / "role") == "leader\n"; }, 30s)) << a1.stderrText();
+  EXPECT_TRUE(a0.running());
+  EXPECT_TRUE(a1.running());
+}
+
 // A Lease whose duration does not leave room for renew-deadline + grace + the drift margin: exit 2, nothing started.
 TEST_F(AgentTest, LeaseTooShortForTheTimingsExits2) {
   const std::string w = "tooshort";
