@@ -286,6 +286,9 @@ TEST_F(AgentTest, HandoffWaitsForTheOldLeaderToStop) {
   ASSERT_TRUE(acked) << a0.stderrText();
   auto started1 = waitEvent(a1, "started_command", 20s, 2);
   ASSERT_TRUE(started1) << a1.stderrText();
+  // Same machine, same wall clock, millisecond stamps: w-1 started no earlier than w-0's ack.
+  EXPECT_LE((*acked)["ts"].get<std::string>(), (*started1)["ts"].get<std::string>());
+  EXPECT_LE((*stopped0)["ts"].get<std::string>(), (*acked)["ts"].get<std::string>());
 
   const election::HandoffView view = readLease(w);
   EXPECT_TRUE(view.acked);
