@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -316,6 +318,49 @@ TEST_F(AgentTest, HandoffWaitsForTheOldLeaderToStop) {
   EXPECT_EQ(Json::parse(httpGet(urlOf(a0, "/role")).second)["role"], "standby");
   EXPECT_EQ(Json::parse(httpGet(urlOf(a1, "/role")).second)["role"], "leader");
   EXPECT_EQ(httpGet(urlOf(a0, "/readyz")).first, 200);  // an ordinary standby is ready
+}
+
+// Round after round of hand-offs among three agents: the active windows of all three COMMANDs, merged in time order,
+// never overlap, and their tokens strictly increase.
+TEST_F(AgentTest, RepeatedHandoffsNeverOverlap) {
+  const std::string w = "rounds";
+  const std::vector<std::string> pods = {"w-0", "w-1", "w-2"};
+  writeLease(w, pods[0], "uid-" + pods[0], 1);
+  std::vector<Process*> agents;
+  for (const auto& p : pods) agents.push_back(&startAgent(w, p));
+  ASSERT_TRUE(waitEvent(*agents[0], "started_command", 30s, 1)) << agents[0]->stderrText();
+  constexpr int kRounds = 12;
+  for (int round = 1; round <= kRounds; ++round) {
+    const std::size_t from = (round - 1) % pods.size();
+    const std::size_t to = round % pods.size();
+    const long long token = round + 1;
+    // Let the COMMAND log a few heartbeats first, so that every window is visible in the logs.
+    ASSERT_TRUE(eventually(
+        [&] {
+          return readWindows(logOf(pods[from])).size() ==
+                 static_cast<std::size_t>((round - 1) / static_cast<int>(pods.size()) + 1);
+        },
+        10s));
+    std::this_thread::sleep_for(50ms);
+    writeLease(w, pods[to], "uid-" + pods[to], token, pods[from], "uid-" + pods[from]);
+    ASSERT_TRUE(waitEvent(*agents[to], "started_command", 20s, token)) << "round " << round << "\n"
+                                                                       << agents[to]->stderrText();
+  }
+  ASSERT_TRUE(eventually([&] { return !readWindows(logOf(pods[kRounds % pods.size()])).empty(); }, 10s));
+  std::this_thread::sleep_for(200ms);
+  std::vector<Window> all;
+  for (const auto& p : pods) {
+    for (const auto& win : readWindows(logOf(p))) all.push_back(win);
+  }
+  ASSERT_EQ(all.size(), static_cast<std::size_t>(kRounds + 1));
+  std::sort(all.begin(), all.end(), [](const Window& a, const Window& b) { return a.start < b.start; });
+  long long min_gap = std::numeric_limits<long long>::max();
+  for (std::size_t i = 0; i + 1 < all.size(); ++i) {
+    EXPECT_LT(all[i].last, all[i + 1].start) << "window " << i << " overlaps the next";
+    EXPECT_LT(std::stoll(all[i].token), std::stoll(all[i + 1].token));
+    min_gap = std::min(min_gap, all[i + 1].start - all[i].last);
+  }
+  std::cout << kRounds << " hand-offs, smallest gap between windows " << min_gap / 1000.0 << " ms\n";
 }
 
 // A successor waits while the hand-off is pending, and an acknowledgement from an earlier hand-off does not count.
