@@ -346,12 +346,15 @@ TEST_F(AgentTest, RepeatedHandoffsNeverOverlap) {
     ASSERT_TRUE(waitEvent(*agents[to], "started_command", 20s, token)) << "round " << round << "\n"
                                                                        << agents[to]->stderrText();
   }
-  ASSERT_TRUE(eventually([&] { return !readWindows(logOf(pods[kRounds % pods.size()])).empty(); }, 10s));
-  std::this_thread::sleep_for(200ms);
   std::vector<Window> all;
-  for (const auto& p : pods) {
-    for (const auto& win : readWindows(logOf(p))) all.push_back(win);
-  }
+  auto collect = [&] {
+    all.clear();
+    for (const auto& p : pods) {
+      for (const auto& win : readWindows(logOf(p))) all.push_back(win);
+    }
+    return all.size() == static_cast<std::size_t>(kRounds + 1);
+  };
+  EXPECT_TRUE(eventually(collect, 10s));  // the last COMMAND has logged its start
   ASSERT_EQ(all.size(), static_cast<std::size_t>(kRounds + 1));
   std::sort(all.begin(), all.end(), [](const Window& a, const Window& b) { return a.start < b.start; });
   long long min_gap = std::numeric_limits<long long>::max();
