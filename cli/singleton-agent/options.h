@@ -1,0 +1,50 @@
+// singleton-agent's command line: parsed in one place and tested (tests/unit/agent/agent_options_test.cc).
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "util/clock.h"
+#include "util/result.h"
+
+namespace singleton::cli {
+
+struct AgentOptions {
+  std::string kubeconfig;     // empty: in-cluster config (kube::loadDefault)
+  std::string workload;       // $SINGLETON_WORKLOAD
+  std::string pod_name;       // $POD_NAME
+  std::string pod_namespace;  // $POD_NAMESPACE
+  std::string pod_uid;        // $POD_UID
+  util::Millis renew_deadline{10'000};
+  util::Millis renew_interval{5'000};
+  // Between SIGTERM and SIGKILL of the command. Default (unset): what the Lease's duration leaves, like
+  // singleton-elect's (agentGracePeriod); checked against the Lease's duration when it is first seen.
+  util::Millis grace_period{0};
+  bool grace_period_set = false;
+  std::string role_dir;
+  std::string listen = "127.0.0.1:0";
+  std::string listen_host = "127.0.0.1";
+  int listen_port = 0;
+  std::string log_level = "info";
+  std::vector<std::string> command;  // after "--"; empty: sidecar mode
+  bool help = false;
+  bool version = false;
+
+  std::string leaseName() const { return workload + "-leader"; }
+};
+
+// The reap after SIGKILL gets a share of the stop budget of its own: a quarter, at most 500 ms (as singleton-elect).
+util::Millis agentKillWait(util::Millis lease_duration, util::Millis renew_deadline);
+// The longest grace period that keeps the whole stop within the budget for that Lease duration (may be <= 0).
+util::Millis agentGracePeriod(util::Millis lease_duration, util::Millis renew_deadline);
+
+// Flags over environment: `env` supplies SINGLETON_WORKLOAD, POD_NAME, POD_NAMESPACE and POD_UID when their flags are
+// absent. Errors are one line (exit 2); a missing identity names its environment variable.
+util::Result<AgentOptions> parseAgentOptions(const std::vector<std::string>& args,
+                                             const std::map<std::string, std::string>& env);
+// The environment variables parseAgentOptions reads, from this process's environment.
+std::map<std::string, std::string> agentEnvironment();
+std::string agentUsage();
+
+}  // namespace singleton::cli
