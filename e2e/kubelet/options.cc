@@ -29,6 +29,11 @@ util::FlagSet kubeletFlags(Options& options) {
   flags.addDuration("ready-delay", options.ready_delay, "D",
                     "a pod turns Ready this long after it is marked Running (default {default})");
   flags.addInt("workers", options.workers, 1, 64, "N", "threads writing pod status and deletions (default {default})");
+  flags.addString("pod-log-dir", options.pod_log_dir, "DIR",
+                  "process pods' stdout/stderr go to DIR/<namespace>_<pod>_<uid>/<container>.log (default: "
+                  "$TMPDIR/singleton-sim-kubelet-<pid>/logs)");
+  flags.addDuration("restart-backoff", options.restart_backoff, "D",
+                    "process containers restart at once, then after D, 2D, 4D, ... up to 5m (default {default})");
   flags.addString("log-level", options.log_level, "LEVEL",
                   "trace, debug, info, warn, error, off (default {default}); logs go to stderr");
   return flags;
@@ -68,6 +73,7 @@ util::Result<Options> parseOptions(const std::vector<std::string>& args) {
                       "\" cannot start a node name (lower-case letters, digits, '-' and '.')");
   }
   if (options.heartbeat < util::Millis(100)) return usageError("--heartbeat: must be at least 100ms");
+  if (options.restart_backoff < util::Millis(0)) return usageError("--restart-backoff: must not be negative");
   static const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error", "off"};
   if (std::find(levels.begin(), levels.end(), options.log_level) == levels.end()) {
     return usageError("--log-level: \"" + options.log_level + "\" is not one of trace, debug, info, warn, error, off");

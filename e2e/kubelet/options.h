@@ -17,6 +17,8 @@ struct Options {
   util::Millis ready_delay{0};            // a started pod turns Ready this long after it is Running
   int workers = 4;                        // threads writing pod status (the bulk of the API load)
   std::string log_level = "info";
+  std::string pod_log_dir;               // process pods' logs; empty: $TMPDIR/singleton-sim-kubelet-<pid>/logs
+  util::Millis restart_backoff{10'000};  // first restart delay of a crashing process container (doubling, 5m cap)
   bool help = false;
 };
 
