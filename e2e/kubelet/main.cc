@@ -117,6 +117,12 @@ int main(int argc, char** argv) {
   node_thread.join();
   pod_thread.join();
   ready_log.join();
+  {
+    // The token directories are gone with their pods; the base directory too unless it holds the logs.
+    std::error_code error;
+    std::filesystem::remove_all(processes.state_dir, error);
+    std::filesystem::remove(std::filesystem::path(processes.state_dir).parent_path(), error);
+  }
   const sim::PodAgentStats& stats = pods.stats();
   const long long writes = stats.status_writes.load();
   spdlog::info(
