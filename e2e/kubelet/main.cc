@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
     // The token directories are gone with their pods; the base directory too unless it holds the logs.
     std::error_code error;
     std::filesystem::remove_all(processes.state_dir, error);
+    std::filesystem::remove(processes.log_dir, error);  // only when empty: no process pod ran
     std::filesystem::remove(std::filesystem::path(processes.state_dir).parent_path(), error);
   }
   const sim::PodAgentStats& stats = pods.stats();

@@ -4,7 +4,10 @@
 // SIGTERM on deletion (the pod goes only once the process has exited), SIGKILL after the grace, restartPolicy, and
 // no process outliving the kubelet.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -66,6 +69,22 @@ std::string readFile(const fs::path& path) {
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int freePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof address;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  ::close(fd);
+  return ntohs(address.sin_port);
 }
 
 bool processAlive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno != ESRCH); }
@@ -276,6 +295,23 @@ TEST_F(SimKubeletProcessTest, ExecReadinessProbeDrivesReady) {
   dumpOnFailure("probe", logFile(created));
 }
 
+TEST_F(SimKubeletProcessTest, HttpGetReadinessProbeOnANamedPort) {
+  if (!fs::exists("/usr/bin/python3")) GTEST_SKIP() << "needs /usr/bin/python3 for an HTTP server";
+  const int port = freePort();
+  ASSERT_GT(port, 0);
+  // The server only starts after 2 s: not ready until it answers, Ready once it does.
+  const std::string script = "sleep 2; exec /usr/bin/python3 -m http.server --bind 127.0.0.1 " + std::to_string(port);
+  const Json probe = {
+      {"ports", Json::array({{{"name", "http"}, {"containerPort", port}}})},
+      {"readinessProbe",
+       {{"httpGet", {{"path", "/"}, {"port", "http"}}}, {"periodSeconds", 1}, {"failureThreshold", 1}}}};
+  const Json created = createPod("http", script, probe, {{"terminationGracePeriodSeconds", 5}});
+  ASSERT_TRUE(eventually([&] { return running(pod("http")); }, 30s));
+  EXPECT_EQ(conditionStatus(pod("http"), "Ready"), "False");
+  EXPECT_TRUE(eventually([&] { return conditionStatus(pod("http"), "Ready") == "True"; }, 30s));
+  dumpOnFailure("http", logFile(created));
+}
+
 TEST_F(SimKubeletProcessTest, DeletionSendsSigtermAndWaitsForTheProcess) {
   const std::string script = R"sh(
 trap 'echo got TERM; sleep 1; echo bye; exit 0' TERM
@@ -374,6 +410,9 @@ TEST_F(SimKubeletProcessTest, ProcessesDoNotOutliveTheKubelet) {
     ASSERT_TRUE(processAlive(pid));
     kubelet->signal(sig);
     EXPECT_TRUE(kubelet->wait(20s).has_value());
+    // A SIGKILLed kubelet cannot clean up its token directory.
+    std::error_code error;
+    fs::remove_all(fs::temp_directory_path() / ("singleton-sim-kubelet-" + std::to_string(kubelet->pid())), error);
     EXPECT_TRUE(eventually([&] { return !processAlive(pid); }, 10s)) << "pid " << pid << " outlived the kubelet";
     // Nobody finishes this pod's deletion any more: remove it for good.
     kube::DeleteOptions now;
