@@ -397,6 +397,12 @@ void ProcessRuntime::sync(const Json& pod, const std::string& pod_ip) {
           container.argv = containerArgv(spec, container.env);
           container.probe = std::move(*probe);
         }
+        // A pod that already ran under an earlier kubelet (its processes died with it): this start is a restart.
+        for (const Json& old : arrayField(objectField(pod, "status"), "containerStatuses")) {
+          if (stringField(old, "name") != container.name || stringField(old, "containerID").empty()) continue;
+          container.ever_started = true;
+          container.run.restart_count = objectField(old, "state").is_object() ? old.value("restartCount", 0) : 0;
+        }
         state->containers.push_back(std::move(container));
       }
       spdlog::info("pod {}: running {} container(s) as processes, logs in {}", state->key, state->containers.size(),

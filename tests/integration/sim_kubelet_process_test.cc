@@ -385,6 +385,40 @@ TEST_F(SimKubeletProcessTest, RestartPolicyNeverAndOnFailureEndThePod) {
   EXPECT_EQ(containerStatus(pod("onfailure"))["state"]["terminated"].value("reason", ""), "Completed");
 }
 
+TEST_F(SimKubeletProcessTest, ARestartedKubeletRunsItsPodsAgain) {
+  // The pod's process dies with a SIGKILLed kubelet; the next one on the same node starts it again, as a restart.
+  const std::vector<std::string> argv = {simKubeletBinary(), "--kubeconfig", cluster().kubeconfigPath().string(),
+                                         "--node-prefix",    "procrestart-", "--pod-log-dir",
+                                         log_dir_->string()};
+  auto first = std::make_unique<Process>(argv);
+  const Json created =
+      createPod("again", "echo started; exec sleep 1000", Json::object(), {{"nodeName", "procrestart-0"}});
+  ASSERT_TRUE(eventually([&] { return running(pod("again")); }, 60s)) << first->stderrText();
+  const pid_t old_pid = pidOf(pod("again"));
+  first->signal(SIGKILL);
+  first->wait(20s);
+  std::error_code error;
+  fs::remove_all(fs::temp_directory_path() / ("singleton-sim-kubelet-" + std::to_string(first->pid())), error);
+  EXPECT_TRUE(eventually([&] { return !processAlive(old_pid); }, 10s));
+
+  auto second = std::make_unique<Process>(argv);
+  EXPECT_TRUE(eventually(
+      [&] {
+        const Json p = pod("again");
+        return running(p) && pidOf(p) != old_pid && containerStatus(p).value("restartCount", 0) == 1;
+      },
+      60s))
+      << pod("again").dump(2) << second->stderrText();
+  EXPECT_TRUE(processAlive(pidOf(pod("again"))));
+  // Its deletion is finished by the new kubelet, after the process ended.
+  ASSERT_TRUE(client_->remove(kube::kPods, kNamespace, "again").ok());
+  EXPECT_TRUE(eventually([&] { return gone("again"); }, 30s));
+  second->signal(SIGTERM);
+  EXPECT_TRUE(second->wait(20s).has_value());
+  (void)client_->remove(kube::kNodes, "", "procrestart-0");
+  dumpOnFailure("again", logFile(created));
+}
+
 TEST_F(SimKubeletProcessTest, SimulatedPodsStaySimulated) {
   // No command naming a host executable: today's simulation (Running and Ready at once, sim:// container IDs).
   Json object = {
