@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
     }
     processes.ca_pem = config->ca_pem;
     processes.restart_base = options.restart_backoff;
+    processes.token_refresh = options.token_refresh;
   }
 
   std::vector<std::string> names;

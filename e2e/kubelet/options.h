@@ -18,6 +18,7 @@ struct Options {
   int workers = 4;                        // threads writing pod status (the bulk of the API load)
   std::string log_level = "info";
   std::string pod_log_dir;               // process pods' logs; empty: $TMPDIR/singleton-sim-kubelet-<pid>/logs
+  util::Millis token_refresh{0};         // process pods' token renewal interval; zero: at 80% of its 1h life
   util::Millis restart_backoff{10'000};  // first restart delay of a crashing process container (doubling, 5m cap)
   bool help = false;
 };

@@ -599,7 +599,9 @@ bool ProcessRuntime::ensureToken(Pod& pod, std::string& error) {
     return pod.token_ok;
   }
   pod.token_ok = true;
-  pod.token_refresh = now + std::chrono::seconds(config_.token_seconds * 4 / 5);
+  pod.token_refresh = now + (config_.token_refresh > util::Millis(0)
+                                 ? config_.token_refresh
+                                 : util::Millis(std::chrono::seconds(config_.token_seconds * 4 / 5)));
   spdlog::debug("pod {}: service-account token for {} written", pod.key, pod.service_account);
   return true;
 }

@@ -41,7 +41,8 @@ class ProcessRuntime {
     std::string ca_pem;  // written as ca.crt
     util::Millis restart_base{10'000};
     util::Millis restart_cap{300'000};
-    int token_seconds = 3600;  // requested token lifetime; refreshed at 80% of it
+    int token_seconds = 3600;       // requested token lifetime
+    util::Millis token_refresh{0};  // a new token this often; zero: at 80% of token_seconds
     std::string host_ip = "127.0.0.1";
   };
   using Changed = std::function<void(const std::string& key)>;

@@ -124,7 +124,8 @@ class SimKubeletProcessTest : public ::testing::Test {
           Json::array({{{"kind", "ServiceAccount"}, {"name", kServiceAccount}, {"namespace", kNamespace}}})}});
     ASSERT_TRUE(binding.ok() || binding.error().code == util::ErrorCode::kAlreadyExists) << binding.error().describe();
     kubelet_ = new Process({simKubeletBinary(), "--kubeconfig", cluster().kubeconfigPath().string(), "--node-prefix",
-                            "proctest-", "--pod-log-dir", log_dir_->string(), "--restart-backoff", "1s"});
+                            "proctest-", "--pod-log-dir", log_dir_->string(), "--restart-backoff", "1s",
+                            "--token-refresh", "2s"});
   }
   static void TearDownTestSuite() {
     if (client_ != nullptr) {
@@ -268,6 +269,18 @@ exec sleep 1000
   // The token lives in the container's own mount namespace, not on the host.
   EXPECT_FALSE(fs::exists(fs::path(kSaDir) / "token"));
   dumpOnFailure("envtoken", log);
+}
+
+TEST_F(SimKubeletProcessTest, TheTokenIsRefreshedInPlace) {
+  // The suite's kubelet requests a new token every 2 s (--token-refresh): the process sees it change in its mount.
+  const std::string dir = kSaDir;
+  const std::string script = "a=$(cat " + dir + "/token); sleep 5; b=$(cat " + dir +
+                             "/token); test -n \"$a\" && test \"$a\" != \"$b\" && echo TOKEN=rotated; echo checked; "
+                             "exec sleep 1000";
+  const Json created = createPod("rotation", script);
+  const fs::path log = logFile(created);
+  ASSERT_TRUE(eventually([&] { return readFile(log).find("checked") != std::string::npos; }, 60s));
+  EXPECT_NE(readFile(log).find("TOKEN=rotated"), std::string::npos) << readFile(log);
 }
 
 TEST_F(SimKubeletProcessTest, ExecReadinessProbeDrivesReady) {
