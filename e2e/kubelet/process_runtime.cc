@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -95,9 +96,19 @@ int decodeStatus(int status, int* signal) {
   return 1;
 }
 
-// Starts the process in a group of its own; it dies with the calling thread (PR_SET_PDEATHSIG). An error names the
-// step that failed (the mount namespace, chdir, exec) with its errno text.
-util::Result<pid_t> spawnProcess(const SpawnRequest& request) {
+// A started command: `pid` (the command, also its process group) runs under `watcher`, our child, which we reap.
+struct Spawned {
+  pid_t watcher = -1;
+  pid_t pid = -1;
+};
+
+// Starts the command in a process group of its own under a small watcher process (system calls only, no exec), as
+// lib/process does: the watcher holds the read end of `life_fd`'s pipe, whose only write end is ours; when we end,
+// however we end, it sees EOF and SIGKILLs the command's whole group, so nothing the container started outlives us.
+// The command has PR_SET_PDEATHSIG towards the watcher. When the command exits the watcher kills what it left in its
+// group, reaps it and exits with its status (128 + signal when a signal ended it). An error names the step that
+// failed (the mount namespace, chdir, exec) with its errno text.
+util::Result<Spawned> spawnProcess(const SpawnRequest& request, int life_fd) {
   if (request.argv.empty()) return util::makeError(util::ErrorCode::kInvalidArgument, "no command");
   std::vector<char*> argv;
   for (const std::string& arg : request.argv) argv.push_back(const_cast<char*>(arg.c_str()));
@@ -115,94 +126,144 @@ util::Result<pid_t> spawnProcess(const SpawnRequest& request) {
   const int out_fd = request.log_path.empty()
                          ? ::open("/dev/null", O_WRONLY | O_CLOEXEC)
                          : ::open(request.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  int pipe_fds[2] = {-1, -1};
-  if (null_fd < 0 || out_fd < 0 || ::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+  int error_pipe[2] = {-1, -1};
+  int info_pipe[2] = {-1, -1};
+  if (null_fd < 0 || out_fd < 0 || ::pipe2(error_pipe, O_CLOEXEC) != 0 || ::pipe2(info_pipe, O_CLOEXEC) != 0) {
     const int error = errno;
-    for (int fd : {null_fd, out_fd, pipe_fds[0], pipe_fds[1]}) {
+    for (int fd : {null_fd, out_fd, error_pipe[0], error_pipe[1], info_pipe[0], info_pipe[1]}) {
       if (fd >= 0) ::close(fd);
     }
     return util::makeError(
         util::ErrorCode::kInternal,
         "opening " + (request.log_path.empty() ? "/dev/null" : request.log_path) + ": " + std::strerror(error));
   }
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    // System calls only from here on: we were forked from a multi-threaded process.
-    ::setpgid(0, 0);
+  const pid_t watcher = ::fork();
+  if (watcher == 0) {
+    // The watcher. System calls only from here on: we were forked from a multi-threaded process.
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE}) ::sigaction(sig, &ignore, nullptr);
     struct sigaction defaults {};
     defaults.sa_handler = SIG_DFL;
-    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD}) ::sigaction(sig, &defaults, nullptr);
+    ::sigaction(SIGCHLD, &defaults, nullptr);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) childFail(pipe_fds[1], Stage::kDeathSignal);
-    if (token_dir != nullptr) {
-      if (::unshare(CLONE_NEWNS) != 0) childFail(pipe_fds[1], Stage::kUnshare);
-      if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) childFail(pipe_fds[1], Stage::kPrivate);
-      if (::mount(token_dir, kServiceAccountDir, nullptr, MS_BIND, nullptr) != 0) {
-        childFail(pipe_fds[1], Stage::kBind);
+    const pid_t self = ::getpid();
+    const pid_t command = ::fork();
+    if (command == 0) {
+      // The command.
+      ::setpgid(0, 0);
+      for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD}) ::sigaction(sig, &defaults, nullptr);
+      if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != self) {
+        childFail(error_pipe[1], Stage::kDeathSignal);
       }
-      if (::mount(nullptr, kServiceAccountDir, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0) {
-        childFail(pipe_fds[1], Stage::kReadOnly);
+      if (token_dir != nullptr) {
+        if (::unshare(CLONE_NEWNS) != 0) childFail(error_pipe[1], Stage::kUnshare);
+        if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+          childFail(error_pipe[1], Stage::kPrivate);
+        }
+        if (::mount(token_dir, kServiceAccountDir, nullptr, MS_BIND, nullptr) != 0) {
+          childFail(error_pipe[1], Stage::kBind);
+        }
+        if (::mount(nullptr, kServiceAccountDir, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0) {
+          childFail(error_pipe[1], Stage::kReadOnly);
+        }
+      }
+      ::dup2(null_fd, 0);
+      ::dup2(out_fd, 1);
+      ::dup2(out_fd, 2);
+      // Nothing of ours but the error pipe (close-on-exec) survives into the command.
+      const auto keep = static_cast<unsigned>(error_pipe[1]);
+      if (keep > 3U) ::syscall(SYS_close_range, 3U, keep - 1U, 0U);
+      ::syscall(SYS_close_range, keep + 1U, ~0U, 0U);
+      if (::chdir(workdir) != 0) childFail(error_pipe[1], Stage::kChdir);
+      ::execve(argv[0], argv.data(), envp.data());
+      childFail(error_pipe[1], Stage::kExec);
+    }
+    writeAll(info_pipe[1], &command, sizeof command);
+    if (command < 0) ::_exit(127);
+    ::setpgid(command, command);
+    // Keep nothing but the life pipe's read end: the others' copies must close when their owners close them.
+    for (int fd = 0; fd < 3; ++fd) ::close(fd);
+    const auto life = static_cast<unsigned>(life_fd);
+    if (life > 3U) ::syscall(SYS_close_range, 3U, life - 1U, 0U);
+    ::syscall(SYS_close_range, life + 1U, ~0U, 0U);
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, command, 0));
+    for (;;) {
+      siginfo_t info{};
+      if (::waitid(P_PID, static_cast<id_t>(command), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+          info.si_pid == command) {
+        ::kill(-command, SIGKILL);  // before reaping: the group id cannot have been reused yet
+        int status = 0;
+        while (::waitpid(command, &status, 0) < 0 && errno == EINTR) {
+        }
+        int signal = 0;
+        ::_exit(decodeStatus(status, &signal));
+      }
+      pollfd fds[2] = {{life_fd, POLLIN, 0}, {pidfd, POLLIN, 0}};
+      const int ready = ::poll(fds, pidfd >= 0 ? 2 : 1, pidfd >= 0 ? -1 : 20);
+      if (ready > 0 && fds[0].revents != 0) {
+        char byte = 0;
+        if (::read(life_fd, &byte, 1) <= 0) {  // the kubelet is gone
+          ::kill(-command, SIGKILL);
+          ::_exit(128 + SIGKILL);
+        }
       }
     }
-    ::dup2(null_fd, 0);
-    ::dup2(out_fd, 1);
-    ::dup2(out_fd, 2);
-    // Nothing of ours but the error pipe (close-on-exec) survives into the command.
-    const auto keep = static_cast<unsigned>(pipe_fds[1]);
-    if (keep > 3U) ::syscall(SYS_close_range, 3U, keep - 1U, 0U);
-    ::syscall(SYS_close_range, keep + 1U, ~0U, 0U);
-    if (::chdir(workdir) != 0) childFail(pipe_fds[1], Stage::kChdir);
-    ::execve(argv[0], argv.data(), envp.data());
-    childFail(pipe_fds[1], Stage::kExec);
   }
   const int fork_error = errno;
   ::close(null_fd);
   ::close(out_fd);
-  ::close(pipe_fds[1]);
-  if (pid < 0) {
-    ::close(pipe_fds[0]);
+  ::close(error_pipe[1]);
+  ::close(info_pipe[1]);
+  if (watcher < 0) {
+    ::close(error_pipe[0]);
+    ::close(info_pipe[0]);
     return util::makeError(util::ErrorCode::kInternal, std::string("fork: ") + std::strerror(fork_error));
   }
-  ::setpgid(pid, pid);  // also from here, so the group exists before anyone signals it
+  auto readAll = [](int fd, void* data, std::size_t size) {
+    std::size_t got = 0;
+    while (got < size) {
+      const ssize_t n = ::read(fd, static_cast<char*>(data) + got, size - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    return got;
+  };
+  Spawned spawned{watcher, -1};
+  const std::size_t got_pid = readAll(info_pipe[0], &spawned.pid, sizeof spawned.pid);
+  ::close(info_pipe[0]);
   ChildFailure failure;
-  std::size_t got = 0;
-  while (got < sizeof failure) {
-    const ssize_t n = ::read(pipe_fds[0], reinterpret_cast<char*>(&failure) + got, sizeof failure - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<std::size_t>(n);
-  }
-  ::close(pipe_fds[0]);
-  if (got == 0) return pid;  // exec closed the pipe
+  const std::size_t got = readAll(error_pipe[0], &failure, sizeof failure);  // EOF once the command exec'd
+  ::close(error_pipe[0]);
+  if (got == 0 && got_pid == sizeof spawned.pid && spawned.pid > 0) return spawned;
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  while (::waitpid(watcher, &status, 0) < 0 && errno == EINTR) {
   }
+  if (got == 0) return util::makeError(util::ErrorCode::kInternal, "fork of the command failed");
   std::string what = stageName(static_cast<Stage>(failure.stage));
   if (static_cast<Stage>(failure.stage) == Stage::kExec) what += " " + request.argv[0];
   if (static_cast<Stage>(failure.stage) == Stage::kChdir) what += " " + std::string(workdir);
   return util::makeError(util::ErrorCode::kInvalidArgument, what + ": " + std::strerror(failure.error));
 }
 
-// The exit status if `pid` has ended (its group is killed first, then it is reaped), else nullopt.
-std::optional<int> reapIfExited(pid_t pid, int* signal) {
-  siginfo_t info{};
-  if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid != pid) {
-    return std::nullopt;
-  }
-  ::kill(-pid, SIGKILL);  // what it left in its group; before reaping, so the group id is not reused yet
+// The watcher's exit status (the command's) if it has ended (then it is reaped), else nullopt. The watcher has
+// killed what the command left in its group.
+std::optional<int> reapIfExited(const Spawned& process) {
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return decodeStatus(status, signal);
+  const pid_t got = ::waitpid(process.watcher, &status, WNOHANG);
+  if (got != process.watcher) return std::nullopt;
+  int signal = 0;
+  return decodeStatus(status, &signal);
 }
 
-void killAndReap(pid_t pid) {
-  ::kill(-pid, SIGKILL);
+void killAndReap(const Spawned& process) {
+  ::kill(-process.pid, SIGKILL);
+  ::kill(process.watcher, SIGKILL);  // it would kill the group and exit anyway; do not wait for it to notice
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  while (::waitpid(process.watcher, &status, 0) < 0 && errno == EINTR) {
   }
 }
 
@@ -285,7 +346,7 @@ struct ProcessRuntime::Container {
   std::string config_error;  // CreateContainerConfigError: never started
   std::string log_path;
   ContainerRun run;
-  pid_t pid = -1;
+  Spawned process;  // the current run; pid -1 when none
   bool ever_started = false;
   util::MonoTime started_mono{};
   util::MonoTime next_start{};
@@ -294,7 +355,7 @@ struct ProcessRuntime::Container {
   util::MonoTime next_probe{};
   int successes = 0;
   int failures = 0;
-  pid_t probe_pid = -1;
+  Spawned probe_process;  // an exec probe in flight; pid -1 when none
   util::MonoTime probe_deadline{};
   std::optional<std::future<bool>> socket_probe;
 };
@@ -324,6 +385,11 @@ struct ProcessRuntime::Pod {
 
 ProcessRuntime::ProcessRuntime(kube::Client& client, Config config, Changed changed)
     : client_(client), config_(std::move(config)), changed_(std::move(changed)) {
+  int life[2] = {-1, -1};
+  if (::pipe2(life, O_CLOEXEC) == 0) {
+    life_read_ = life[0];
+    life_write_ = life[1];
+  }
   std::error_code error;
   fs::create_directories(config_.log_dir, error);
   fs::create_directories(config_.state_dir, error);
@@ -339,20 +405,23 @@ ProcessRuntime::ProcessRuntime(kube::Client& client, Config config, Changed chan
 ProcessRuntime::~ProcessRuntime() {
   std::lock_guard lock(mutex_);
   for (auto& [uid, pod] : pods_) killAll(*pod, SIGKILL);
+  for (int fd : {life_read_, life_write_}) {
+    if (fd >= 0) ::close(fd);
+  }
 }
 
 void ProcessRuntime::killAll(Pod& pod, int sig) {
   for (Container& container : pod.containers) {
-    if (container.probe_pid > 0) {
-      killAndReap(container.probe_pid);
-      container.probe_pid = -1;
+    if (container.probe_process.pid > 0) {
+      killAndReap(container.probe_process);
+      container.probe_process = {};
     }
-    if (container.pid > 0) {
+    if (container.process.pid > 0) {
       if (sig == SIGKILL) {
-        killAndReap(container.pid);
-        container.pid = -1;
+        killAndReap(container.process);
+        container.process = {};
       } else {
-        ::kill(-container.pid, sig);
+        ::kill(-container.process.pid, sig);
       }
     }
   }
@@ -458,7 +527,7 @@ bool ProcessRuntime::stopped(const std::string& uid) const {
   auto it = pods_.find(uid);
   if (it == pods_.end()) return true;
   for (const Container& container : it->second->containers) {
-    if (container.pid > 0) return false;
+    if (container.process.pid > 0) return false;
   }
   return it->second->stopped || !it->second->deleting;
 }
@@ -479,7 +548,7 @@ void ProcessRuntime::run(std::stop_token stop) {
   int running = 0;
   for (auto& [uid, pod] : pods_) {
     killAll(*pod, SIGTERM);
-    for (const Container& container : pod->containers) running += container.pid > 0 ? 1 : 0;
+    for (const Container& container : pod->containers) running += container.process.pid > 0 ? 1 : 0;
   }
   if (running > 0) spdlog::info("stopping {} container process(es)", running);
   const util::MonoTime deadline = clock_.now() + kShutdownGrace;
@@ -487,9 +556,8 @@ void ProcessRuntime::run(std::stop_token stop) {
     bool any = false;
     for (auto& [uid, pod] : pods_) {
       for (Container& container : pod->containers) {
-        int signal = 0;
-        if (container.pid > 0 && reapIfExited(container.pid, &signal)) container.pid = -1;
-        any = any || container.pid > 0;
+        if (container.process.pid > 0 && reapIfExited(container.process)) container.process = {};
+        any = any || container.process.pid > 0;
       }
     }
     if (!any) break;
@@ -511,12 +579,12 @@ void ProcessRuntime::step(Pod& pod, std::vector<std::string>& changed) {
       pod.kill_at = now + pod.grace;
       int signalled = 0;
       for (Container& container : pod.containers) {
-        if (container.probe_pid > 0) {
-          killAndReap(container.probe_pid);
-          container.probe_pid = -1;
+        if (container.probe_process.pid > 0) {
+          killAndReap(container.probe_process);
+          container.probe_process = {};
         }
-        if (container.pid > 0) {
-          ::kill(-container.pid, SIGTERM);
+        if (container.process.pid > 0) {
+          ::kill(-container.process.pid, SIGTERM);
           ++signalled;
         }
       }
@@ -525,13 +593,13 @@ void ProcessRuntime::step(Pod& pod, std::vector<std::string>& changed) {
     }
     if (now >= pod.kill_at) {
       for (Container& container : pod.containers) {
-        if (container.pid > 0) ::kill(-container.pid, SIGKILL);
+        if (container.process.pid > 0) ::kill(-container.process.pid, SIGKILL);
       }
     }
     bool any = false;
     for (Container& container : pod.containers) {
       reap(pod, container, changed);
-      any = any || container.pid > 0;
+      any = any || container.process.pid > 0;
     }
     if (!any && !pod.stopped) {
       pod.stopped = true;
@@ -546,10 +614,10 @@ void ProcessRuntime::step(Pod& pod, std::vector<std::string>& changed) {
   }
   for (Container& container : pod.containers) {
     reap(pod, container, changed);
-    if (container.pid < 0 && !container.run.final && now >= container.next_start) {
+    if (container.process.pid < 0 && !container.run.final && now >= container.next_start) {
       startContainer(pod, container, changed);
     }
-    if (container.pid > 0) probe(pod, container, changed);
+    if (container.process.pid > 0) probe(pod, container, changed);
   }
 }
 
@@ -633,20 +701,21 @@ void ProcessRuntime::startContainer(Pod& pod, Container& container, std::vector<
     container.next_start = now + 1s;
     return;
   }
-  util::Result<pid_t> pid = util::makeError(util::ErrorCode::kInternal, error);
+  util::Result<Spawned> spawned = util::makeError(util::ErrorCode::kInternal, error);
   if (error.empty()) {
-    pid = spawnProcess({container.argv, container.env, container.workdir, container.log_path,
-                        pod.automount ? pod.token_dir : std::string()});
+    spawned = spawnProcess({container.argv, container.env, container.workdir, container.log_path,
+                            pod.automount ? pod.token_dir : std::string()},
+                           life_read_);
   }
   if (container.ever_started) ++run.restart_count;
   container.ever_started = true;
   const util::WallTime wall = clock_.wallNow();
-  if (!pid.ok()) {
-    spdlog::warn("pod {}: container {} failed to start: {}", pod.key, container.name, pid.error().message);
-    ContainerRun::Terminated failed{128, 0, "StartError", pid.error().message, wall, wall, ""};
+  if (!spawned.ok()) {
+    spdlog::warn("pod {}: container {} failed to start: {}", pod.key, container.name, spawned.error().message);
+    ContainerRun::Terminated failed{128, 0, "StartError", spawned.error().message, wall, wall, ""};
     container.started_mono = now;
     // Handled as an exit: restartPolicy and backoff apply.
-    container.pid = -1;
+    container.process = {};
     run.ready = false;
     run.started = false;
     if (!shouldRestart(pod.restart_policy, failed.exit_code)) {
@@ -665,11 +734,12 @@ void ProcessRuntime::startContainer(Pod& pod, Container& container, std::vector<
     changed.push_back(pod.key);
     return;
   }
-  container.pid = *pid;
+  const pid_t pid = spawned->pid;
+  container.process = *spawned;
   container.started_mono = now;
   run.state = ContainerRun::State::kRunning;
   run.started_at = wall;
-  run.container_id = containerId(*pid);
+  run.container_id = containerId(pid);
   run.started = true;
   run.ready = !container.probe.has_value();
   run.waiting_reason.clear();
@@ -677,24 +747,24 @@ void ProcessRuntime::startContainer(Pod& pod, Container& container, std::vector<
   container.successes = 0;
   container.failures = 0;
   if (container.probe) container.next_probe = now + std::chrono::seconds(container.probe->initial_delay_seconds);
-  spdlog::info("pod {}: container {} started (pid {}, restart {})", pod.key, container.name, *pid, run.restart_count);
+  spdlog::info("pod {}: container {} started (pid {}, restart {})", pod.key, container.name, pid, run.restart_count);
   changed.push_back(pod.key);
 }
 
 void ProcessRuntime::reap(Pod& pod, Container& container, std::vector<std::string>& changed) {
-  if (container.pid <= 0) return;
-  int signal = 0;
-  const std::optional<int> exit = reapIfExited(container.pid, &signal);
+  if (container.process.pid <= 0) return;
+  const std::optional<int> exit = reapIfExited(container.process);
   if (!exit) return;
+  const pid_t pid = container.process.pid;
   const util::MonoTime now = clock_.now();
   ContainerRun& run = container.run;
-  ContainerRun::Terminated ended{*exit,          signal,           *exit == 0 ? "Completed" : "Error", "",
-                                 run.started_at, clock_.wallNow(), containerId(container.pid)};
-  spdlog::info("pod {}: container {} (pid {}) exited with {}", pod.key, container.name, container.pid, *exit);
-  container.pid = -1;
-  if (container.probe_pid > 0) {
-    killAndReap(container.probe_pid);
-    container.probe_pid = -1;
+  ContainerRun::Terminated ended{
+      *exit, 0, *exit == 0 ? "Completed" : "Error", "", run.started_at, clock_.wallNow(), containerId(pid)};
+  spdlog::info("pod {}: container {} (pid {}) exited with {}", pod.key, container.name, pid, *exit);
+  container.process = {};
+  if (container.probe_process.pid > 0) {
+    killAndReap(container.probe_process);
+    container.probe_process = {};
   }
   container.socket_probe.reset();
   run.ready = false;
@@ -723,14 +793,13 @@ void ProcessRuntime::probe(Pod& pod, Container& container, std::vector<std::stri
   const Probe& probe = *container.probe;
   const util::MonoTime now = clock_.now();
   std::optional<bool> result;
-  if (container.probe_pid > 0) {
-    int signal = 0;
-    if (const std::optional<int> exit = reapIfExited(container.probe_pid, &signal)) {
+  if (container.probe_process.pid > 0) {
+    if (const std::optional<int> exit = reapIfExited(container.probe_process)) {
       result = *exit == 0;
-      container.probe_pid = -1;
+      container.probe_process = {};
     } else if (now >= container.probe_deadline) {
-      killAndReap(container.probe_pid);
-      container.probe_pid = -1;
+      killAndReap(container.probe_process);
+      container.probe_process = {};
       result = false;
     }
   } else if (container.socket_probe) {
@@ -743,12 +812,13 @@ void ProcessRuntime::probe(Pod& pod, Container& container, std::vector<std::stri
     if (probe.kind == Probe::Kind::kExec) {
       std::vector<std::string> argv = probe.command;
       argv[0] = resolveCommand(argv[0], container.env);
-      auto pid = spawnProcess({argv, container.env, container.workdir, "", pod.automount ? pod.token_dir : ""});
-      if (pid.ok()) {
-        container.probe_pid = *pid;
+      auto spawned =
+          spawnProcess({argv, container.env, container.workdir, "", pod.automount ? pod.token_dir : ""}, life_read_);
+      if (spawned.ok()) {
+        container.probe_process = *spawned;
         container.probe_deadline = now + std::chrono::seconds(probe.timeout_seconds);
       } else {
-        spdlog::debug("pod {}: container {}: readiness probe: {}", pod.key, container.name, pid.error().message);
+        spdlog::debug("pod {}: container {}: readiness probe: {}", pod.key, container.name, spawned.error().message);
         result = false;
       }
     } else {

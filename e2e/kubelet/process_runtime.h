@@ -8,8 +8,9 @@
 // Why not lib/process (process::Child): a container needs what Child does not offer between fork and exec (its own
 // mount namespace with the token bind-mounted, stdout/stderr to a log file, a working directory, an environment that
 // is not ours) and many processes polled from one loop instead of one waiting thread each. The supervision it shares
-// with Child (own process group, death signal armed race-free, group killed when the main process ends) is a few
-// system calls, repeated here rather than widening Child's interface for a test tool.
+// with Child (own process group under a watcher process that kills the group when we end, death signal armed
+// race-free, group killed when the main process ends) follows Child's design, repeated here in a few system calls
+// rather than widening Child's interface for a test tool.
 #pragma once
 
 #include <sys/types.h>
@@ -85,6 +86,10 @@ class ProcessRuntime {
   std::condition_variable_any wake_;
   bool wake_requested_ = false;
   std::map<std::string, std::unique_ptr<Pod>> pods_;  // by uid
+  // The watchers' life pipe: they hold the read end, we alone the write end; our end (exit, crash, SIGKILL) is their
+  // EOF, and they kill their commands' groups.
+  int life_read_ = -1;
+  int life_write_ = -1;
   bool mount_point_ok_ = false;
   std::string mount_point_error_;
 };

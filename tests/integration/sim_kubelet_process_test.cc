@@ -451,16 +451,24 @@ TEST_F(SimKubeletProcessTest, ProcessesDoNotOutliveTheKubelet) {
     auto kubelet = std::make_unique<Process>(
         std::vector<std::string>{simKubeletBinary(), "--kubeconfig", cluster().kubeconfigPath().string(),
                                  "--node-prefix", prefix, "--pod-log-dir", log_dir_->string()});
-    createPod(name, "exec sleep 1000", Json::object(), {{"nodeName", node}});
-    ASSERT_TRUE(eventually([&] { return running(pod(name)); }, 60s)) << kubelet->stderrText();
+    // A background process in the container's group, which no death signal covers: it must end too.
+    const fs::path pid_file = *log_dir_ / (name + ".bg-pid");
+    createPod(name, "sleep 1000 & echo $! > " + pid_file.string() + "; exec sleep 1000", Json::object(),
+              {{"nodeName", node}});
+    ASSERT_TRUE(eventually([&] { return running(pod(name)) && !readFile(pid_file).empty(); }, 60s))
+        << kubelet->stderrText();
     const pid_t pid = pidOf(pod(name));
+    const pid_t background = static_cast<pid_t>(std::stol(readFile(pid_file)));
     ASSERT_TRUE(processAlive(pid));
+    ASSERT_TRUE(processAlive(background));
     kubelet->signal(sig);
     EXPECT_TRUE(kubelet->wait(20s).has_value());
     // A SIGKILLed kubelet cannot clean up its token directory.
     std::error_code error;
     fs::remove_all(fs::temp_directory_path() / ("singleton-sim-kubelet-" + std::to_string(kubelet->pid())), error);
     EXPECT_TRUE(eventually([&] { return !processAlive(pid); }, 10s)) << "pid " << pid << " outlived the kubelet";
+    EXPECT_TRUE(eventually([&] { return !processAlive(background); }, 10s))
+        << "background pid " << background << " outlived the kubelet";
     // Nobody finishes this pod's deletion any more: remove it for good.
     kube::DeleteOptions now;
     now.grace_period_seconds = 0;
