@@ -3,6 +3,10 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <set>
 #include <thread>
@@ -55,15 +59,41 @@ int main(int argc, char** argv) {
   client_options.user_agent = "singleton-sim-kubelet/0.1";
   kube::Client client(*transport, client_options);
 
+  // Process pods (README.md): their in-cluster config points at the apiserver we use, with its CA.
+  sim::ProcessRuntime::Config processes;
+  {
+    const char* tmp = std::getenv("TMPDIR");  // NOLINT(concurrency-mt-unsafe): read before any thread starts
+    const std::filesystem::path base = std::filesystem::path(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") /
+                                       ("singleton-sim-kubelet-" + std::to_string(::getpid()));
+    processes.log_dir = options.pod_log_dir.empty() ? (base / "logs").string() : options.pod_log_dir;
+    processes.state_dir = (base / "pods").string();
+    std::string server = config->server;
+    if (const auto scheme = server.find("://"); scheme != std::string::npos) server = server.substr(scheme + 3);
+    const auto colon = server.rfind(':');
+    const bool has_port = colon != std::string::npos && server.find(']', colon) == std::string::npos;
+    processes.service_host = has_port ? server.substr(0, colon) : server;
+    processes.service_port = has_port ? server.substr(colon + 1) : "443";
+    if (processes.service_host.size() > 2 && processes.service_host.front() == '[') {
+      processes.service_host = processes.service_host.substr(1, processes.service_host.size() - 2);
+    }
+    processes.ca_pem = config->ca_pem;
+    processes.restart_base = options.restart_backoff;
+    processes.token_refresh = options.token_refresh;
+  }
+
   std::vector<std::string> names;
   for (int i = 0; i < options.nodes; ++i) names.push_back(options.node_prefix + std::to_string(i));
   sim::NodeAgent nodes(client, {names, options.heartbeat});
-  sim::PodAgent pods(client, {std::set<std::string>(names.begin(), names.end()), options.ready_delay, options.workers},
-                     [&nodes](const std::string& node) { return nodes.stopped(node); });
+  sim::PodAgent pods(
+      client,
+      {std::set<std::string>(names.begin(), names.end()), options.ready_delay, options.workers, "127.0.0.1", processes},
+      [&nodes](const std::string& node) { return nodes.stopped(node); });
   nodes.setResumeListener([&pods](const std::string& node) { pods.resyncNode(node); });
   spdlog::info("starting: {} node(s) named {}N on {}, heartbeat {} ms, ready delay {} ms, {} workers", options.nodes,
                options.node_prefix, config->server, options.heartbeat.count(), options.ready_delay.count(),
                options.workers);
+  spdlog::info("process pods: logs in {}, in-cluster apiserver {}:{}", processes.log_dir, processes.service_host,
+               processes.service_port);
 
   std::stop_source stop_all;
   std::jthread node_thread([&] { nodes.run(stop_all.get_token()); });
@@ -88,6 +118,13 @@ int main(int argc, char** argv) {
   node_thread.join();
   pod_thread.join();
   ready_log.join();
+  {
+    // The token directories are gone with their pods; the base directory too unless it holds the logs.
+    std::error_code error;
+    std::filesystem::remove_all(processes.state_dir, error);
+    std::filesystem::remove(processes.log_dir, error);  // only when empty: no process pod ran
+    std::filesystem::remove(std::filesystem::path(processes.state_dir).parent_path(), error);
+  }
   const sim::PodAgentStats& stats = pods.stats();
   const long long writes = stats.status_writes.load();
   spdlog::info(

@@ -29,6 +29,13 @@ util::FlagSet kubeletFlags(Options& options) {
   flags.addDuration("ready-delay", options.ready_delay, "D",
                     "a pod turns Ready this long after it is marked Running (default {default})");
   flags.addInt("workers", options.workers, 1, 64, "N", "threads writing pod status and deletions (default {default})");
+  flags.addString("pod-log-dir", options.pod_log_dir, "DIR",
+                  "process pods' stdout/stderr go to DIR/<namespace>_<pod>_<uid>/<container>.log (default: "
+                  "$TMPDIR/singleton-sim-kubelet-<pid>/logs)");
+  flags.addDuration("restart-backoff", options.restart_backoff, "D",
+                    "process containers restart at once, then after D, 2D, 4D, ... up to 5m (default {default})");
+  flags.addDuration("token-refresh", options.token_refresh, "D",
+                    "request process pods' service-account tokens again every D (default: at 80% of their 1h life)");
   flags.addString("log-level", options.log_level, "LEVEL",
                   "trace, debug, info, warn, error, off (default {default}); logs go to stderr");
   return flags;
@@ -68,6 +75,10 @@ util::Result<Options> parseOptions(const std::vector<std::string>& args) {
                       "\" cannot start a node name (lower-case letters, digits, '-' and '.')");
   }
   if (options.heartbeat < util::Millis(100)) return usageError("--heartbeat: must be at least 100ms");
+  if (options.token_refresh < util::Millis(0) || options.token_refresh > std::chrono::minutes(50)) {
+    return usageError("--token-refresh: must be between 0 and 50m (the tokens last 1h)");
+  }
+  if (options.restart_backoff < util::Millis(0)) return usageError("--restart-backoff: must not be negative");
   static const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error", "off"};
   if (std::find(levels.begin(), levels.end(), options.log_level) == levels.end()) {
     return usageError("--log-level: \"" + options.log_level + "\" is not one of trace, debug, info, warn, error, off");

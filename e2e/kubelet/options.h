@@ -17,6 +17,9 @@ struct Options {
   util::Millis ready_delay{0};            // a started pod turns Ready this long after it is Running
   int workers = 4;                        // threads writing pod status (the bulk of the API load)
   std::string log_level = "info";
+  std::string pod_log_dir;               // process pods' logs; empty: $TMPDIR/singleton-sim-kubelet-<pid>/logs
+  util::Millis token_refresh{0};         // process pods' token renewal interval; zero: at 80% of its 1h life
+  util::Millis restart_backoff{10'000};  // first restart delay of a crashing process container (doubling, 5m cap)
   bool help = false;
 };
 

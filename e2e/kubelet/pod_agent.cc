@@ -27,7 +27,13 @@ PodAgent::PodAgent(kube::Client& client, Config config, NodeStopped node_stopped
       clock_(clock),
       queue_(clock) {
   cache_.addListener([this](const watch::Event& event) { onPodEvent(event); });
+  if (config_.processes) {
+    runtime_ = std::make_unique<ProcessRuntime>(client_, *config_.processes,
+                                                [this](const std::string& key) { queue_.add(key); });
+  }
 }
+
+PodAgent::~PodAgent() = default;
 
 void PodAgent::run(std::stop_token stop) {
   watch::ReflectorOptions options;
@@ -38,6 +44,8 @@ void PodAgent::run(std::stop_token stop) {
   {
     std::vector<std::jthread> workers;
     for (int i = 0; i < config_.workers; ++i) workers.emplace_back([this, stop] { work(stop); });
+    std::jthread processes;
+    if (runtime_) processes = std::jthread([this, stop] { runtime_->run(stop); });
     reflector.run(stop);
   }  // the workers see `stop` too and are joined here
 }
@@ -48,6 +56,7 @@ void PodAgent::onPodEvent(const watch::Event& event) {
   const std::string ip = podIp(pod);
   const std::string key = watch::objectKey(pod);
   if (event.type == watch::EventType::kDeleted) {
+    if (runtime_) runtime_->forget(uid);
     ips_.release(uid, ip);
     std::lock_guard lock(mutex_);
     first_seen_.erase(uid);
@@ -112,6 +121,44 @@ PodFacts PodAgent::factsFor(const Json& pod, util::Millis delay_left) {
   return facts;
 }
 
+bool PodAgent::runsProcesses(const Json& pod) const {
+  return runtime_ && (runtime_->known(metadataString(pod, "uid")) || isProcessPod(pod));
+}
+
+PodPlan PodAgent::planFor(const Json& pod, util::Millis delay_left) {
+  if (!runsProcesses(pod)) return planPod(pod, factsFor(pod, delay_left));
+  const std::string uid = metadataString(pod, "uid");
+  const Json* deletion = field(objectField(pod, "metadata"), "deletionTimestamp");
+  if (deletion != nullptr && !deletion->is_null()) {
+    PodPlan plan;
+    if (runtime_->stopped(uid)) {
+      plan.action = PodPlan::Action::kDelete;
+      plan.what = "deleted (processes ended)";
+    }
+    return plan;
+  }
+  const std::optional<PodRun> run = runtime_->status(uid);
+  if (!run) return {};
+  return planProcessPod(pod, factsFor(pod, util::Millis(0)), *run);
+}
+
+PodAgent::Outcome PodAgent::processPod(const std::string& key, Json pod, std::optional<util::MonoTime> seen_at) {
+  const std::string phase = stringField(objectField(pod, "status"), "phase");
+  const Json* deletion = field(objectField(pod, "metadata"), "deletionTimestamp");
+  const bool deleting = deletion != nullptr && !deletion->is_null();
+  // A terminal pod's containers have all ended for good: nothing to start, nothing to write.
+  if (!deleting && (phase == "Failed" || phase == "Succeeded")) return Outcome::kDone;
+  std::string ip = podIp(pod);
+  if (ip.empty()) ip = hostNetwork(pod) ? config_.host_ip : ips_.assign(metadataString(pod, "uid"));
+  runtime_->sync(pod, ip);
+  if (deleting) {
+    // The runtime queues the key again once the processes are gone.
+    if (!runtime_->stopped(metadataString(pod, "uid"))) return Outcome::kDone;
+    return finishDeletion(key, pod);
+  }
+  return writeStatus(key, std::move(pod), seen_at);
+}
+
 PodAgent::Outcome PodAgent::process(const std::string& key) {
   std::optional<util::MonoTime> seen_at;
   {
@@ -127,8 +174,9 @@ PodAgent::Outcome PodAgent::process(const std::string& key) {
   // A stopped node plays a lost one: its kubelet writes nothing until it is back (then resyncNode).
   if (!config_.nodes.contains(node) || node_stopped_(node)) return Outcome::kDone;
 
+  if (runsProcesses(*pod)) return processPod(key, std::move(*pod), seen_at);
   const util::Millis delay_left = readyDelayLeft(*pod);
-  const PodPlan plan = planPod(*pod, factsFor(*pod, delay_left));
+  const PodPlan plan = planFor(*pod, delay_left);
   Outcome outcome = Outcome::kDone;
   switch (plan.action) {
     case PodPlan::Action::kNothing:
@@ -147,7 +195,7 @@ PodAgent::Outcome PodAgent::process(const std::string& key) {
 
 PodAgent::Outcome PodAgent::writeStatus(const std::string& key, Json pod, std::optional<util::MonoTime> seen_at) {
   for (int attempt = 1; attempt <= kWriteAttempts; ++attempt) {
-    const PodPlan plan = planPod(pod, factsFor(pod, readyDelayLeft(pod)));
+    const PodPlan plan = planFor(pod, runsProcesses(pod) ? util::Millis(0) : readyDelayLeft(pod));
     if (plan.action == PodPlan::Action::kDelete) return finishDeletion(key, pod);
     if (plan.action != PodPlan::Action::kWriteStatus) return Outcome::kDone;
     if (plan.status.value("podIP", "").empty()) {

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -15,6 +16,7 @@
 #include "ip_pool.h"
 #include "kube/client.h"
 #include "pod_status.h"
+#include "process_runtime.h"
 #include "util/clock.h"
 #include "watch/cache.h"
 #include "work_queue.h"
@@ -39,11 +41,14 @@ class PodAgent {
     util::Millis ready_delay{0};
     int workers = 4;
     std::string host_ip = "127.0.0.1";
+    // Pods whose containers name a host executable run as processes (README.md); nullopt: every pod is simulated.
+    std::optional<ProcessRuntime::Config> processes;
   };
   using NodeStopped = std::function<bool(const std::string& node)>;
 
   PodAgent(kube::Client& client, Config config, NodeStopped node_stopped,
            const util::Clock& clock = util::systemClock());
+  ~PodAgent();  // the process runtime (if any) kills what still runs
 
   // Watches and works until `stop`. Never throws; API errors are retried with backoff.
   void run(std::stop_token stop);
@@ -64,6 +69,12 @@ class PodAgent {
   // How much longer --ready-delay holds the pod's readiness back (zero when it may be Ready).
   util::Millis readyDelayLeft(const Json& pod);
   PodFacts factsFor(const Json& pod, util::Millis delay_left);
+  // Whether the pod's containers run as processes (known to the runtime, or named a host executable).
+  bool runsProcesses(const Json& pod) const;
+  // planPod, or planProcessPod for a process pod (a deleted one: kDelete once its processes are gone).
+  PodPlan planFor(const Json& pod, util::Millis delay_left);
+  // A process pod: tell the runtime what the pod wants, then write its status or finish its deletion.
+  Outcome processPod(const std::string& key, Json pod, std::optional<util::MonoTime> seen_at);
 
   kube::Client& client_;
   Config config_;
@@ -73,6 +84,7 @@ class PodAgent {
   WorkQueue queue_;
   IpPool ips_;
   PodAgentStats stats_;
+  std::unique_ptr<ProcessRuntime> runtime_;
 
   std::mutex mutex_;
   // When we first saw each pod (by uid) on our node, for --ready-delay.

@@ -125,6 +125,19 @@ bool sameContainers(const Json& current, const Json& desired) {
     if (field(have, "started") == nullptr || *field(have, "started") != want["started"]) return false;
     if (stringField(have, "containerID") != stringField(want, "containerID")) return false;
     if (stateKind(have) != stateKind(want)) return false;
+    const Json* have_restarts = field(have, "restartCount");
+    const int restarts = have_restarts != nullptr && have_restarts->is_number_integer() ? have_restarts->get<int>() : 0;
+    if (restarts != want.value("restartCount", 0)) return false;
+    const Json& have_state = objectField(have, "state");
+    const Json& want_state = objectField(want, "state");
+    if (stringField(objectField(have_state, "waiting"), "reason") !=
+        stringField(objectField(want_state, "waiting"), "reason")) {
+      return false;
+    }
+    if (objectField(have_state, "terminated").value("exitCode", 0) !=
+        objectField(want_state, "terminated").value("exitCode", 0)) {
+      return false;
+    }
   }
   return true;
 }
@@ -161,7 +174,115 @@ Readiness readiness(const Json& pod, Target target, const PodFacts& facts) {
   return {};
 }
 
+Json terminatedJson(const ContainerRun::Terminated& t) {
+  Json out = {{"exitCode", t.exit_code},
+              {"reason", t.reason},
+              {"startedAt", util::formatTime(t.started_at)},
+              {"finishedAt", util::formatTime(t.finished_at)}};
+  if (t.signal != 0) out["signal"] = t.signal;
+  if (!t.message.empty()) out["message"] = t.message;
+  if (!t.container_id.empty()) out["containerID"] = t.container_id;
+  return out;
+}
+
+Json processContainerStatus(const Json& spec, const ContainerRun& run) {
+  const std::string image = stringField(spec, "image");
+  Json status = {{"name", run.name},
+                 {"image", image},
+                 {"imageID", "process://" + image},
+                 {"restartCount", run.restart_count},
+                 {"ready", run.ready},
+                 {"started", run.started}};
+  if (!run.container_id.empty()) status["containerID"] = run.container_id;
+  switch (run.state) {
+    case ContainerRun::State::kRunning:
+      status["state"] = {{"running", {{"startedAt", util::formatTime(run.started_at)}}}};
+      break;
+    case ContainerRun::State::kTerminated:
+      status["state"] = {{"terminated", run.current ? terminatedJson(*run.current) : Json::object()}};
+      break;
+    case ContainerRun::State::kWaiting: {
+      Json waiting = {{"reason", run.waiting_reason}};
+      if (!run.waiting_message.empty()) waiting["message"] = run.waiting_message;
+      status["state"] = {{"waiting", std::move(waiting)}};
+      break;
+    }
+  }
+  status["lastState"] = run.last ? Json{{"terminated", terminatedJson(*run.last)}} : Json::object();
+  return status;
+}
+
 }  // namespace
+
+PodPlan planProcessPod(const Json& pod, const PodFacts& facts, const PodRun& run) {
+  PodPlan plan;
+  const Json& current = objectField(pod, "status");
+  const std::string phase = stringField(current, "phase");
+  if (phase == "Failed" || phase == "Succeeded") return plan;
+  const std::string now = util::formatTime(facts.now);
+  const Json& conditions = arrayField(current, "conditions");
+
+  Json statuses = Json::array();
+  bool all_ready = !run.containers.empty();
+  bool all_final = !run.containers.empty();
+  bool all_succeeded = true;
+  bool any_started = false;
+  std::string unready;
+  const Json& specs = arrayField(objectField(pod, "spec"), "containers");
+  for (const ContainerRun& container : run.containers) {
+    const Json* spec = nullptr;
+    for (const Json& candidate : specs) {
+      if (stringField(candidate, "name") == container.name) spec = &candidate;
+    }
+    statuses.push_back(processContainerStatus(spec != nullptr ? *spec : emptyObject(), container));
+    if (!container.ready) {
+      all_ready = false;
+      unready += (unready.empty() ? "" : " ") + container.name;
+    }
+    all_final = all_final && container.final;
+    all_succeeded = all_succeeded && container.final && container.current && container.current->exit_code == 0;
+    any_started = any_started || !container.container_id.empty() || container.last.has_value();
+  }
+  std::string new_phase = any_started ? "Running" : "Pending";
+  if (all_final) new_phase = all_succeeded ? "Succeeded" : "Failed";
+
+  Readiness ready;
+  if (new_phase == "Succeeded" || new_phase == "Failed") {
+    ready = {false, "PodCompleted", ""};
+  } else if (lower(annotation(pod, kReadyAnnotation)) == "false") {
+    ready = {false, kSimulatedFailure, std::string(kReadyAnnotation) + " is \"false\""};
+  } else if (!all_ready) {
+    ready = {false, "ContainersNotReady", "containers with unready status: [" + unready + "]"};
+  }
+
+  Json status = Json::object();
+  status["phase"] = new_phase;
+  status["conditions"] = Json::array({
+      condition(conditions, "Initialized", true, "", "", now),
+      condition(conditions, "Ready", ready.ready, ready.reason, ready.message, now),
+      condition(conditions, "ContainersReady", ready.ready, ready.reason, ready.message, now),
+      condition(conditions, "PodScheduled", true, "", "", now),
+  });
+  status["hostIP"] = facts.host_ip;
+  std::string ip = podIp(pod);
+  if (ip.empty()) ip = hostNetwork(pod) ? facts.host_ip : facts.pod_ip;
+  status["podIP"] = ip;
+  status["podIPs"] = Json::array({{{"ip", ip}}});
+  const std::string start_time = stringField(current, "startTime");
+  status["startTime"] = start_time.empty() ? now : start_time;
+  status["containerStatuses"] = std::move(statuses);
+  if (!arrayField(objectField(pod, "spec"), "initContainers").empty()) {
+    // Init containers are not run for process pods: reported as completed, as in the simulation.
+    status["initContainerStatuses"] =
+        containerStatuses(pod, "initContainers", "initContainerStatuses", Target::kRunning, true, /*init=*/true, now);
+  }
+  if (matches(current, status)) return plan;
+  plan.action = PodPlan::Action::kWriteStatus;
+  plan.status = std::move(status);
+  plan.what = new_phase == "Running" ? (ready.ready ? "processes running, ready" : "processes running, not ready")
+                                     : "processes " + new_phase;
+  return plan;
+}
 
 bool podStarted(const Json& pod) {
   const std::string phase = stringField(objectField(pod, "status"), "phase");

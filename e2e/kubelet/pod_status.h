@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "container_spec.h"
 #include "contract.h"
 #include "json_util.h"
 #include "util/clock.h"
@@ -29,6 +30,12 @@ struct PodPlan {
 };
 
 PodPlan planPod(const Json& pod, const PodFacts& facts);
+
+// The status of a pod whose containers run as processes (README.md): containerStatuses from `run` (state, exit
+// code, restartCount, lastState, readiness from its probe), Ready when every container is, the phase from the
+// containers and the restartPolicy (Pending before any started; Succeeded/Failed once every container has ended
+// for good). The pod's deletion is not handled here (the agent stops the processes, then deletes).
+PodPlan planProcessPod(const Json& pod, const PodFacts& facts, const PodRun& run);
 
 // True when the pod is bound and its status says so: a started pod that needs no IP from us.
 bool podStarted(const Json& pod);
