@@ -11,16 +11,17 @@ export CCACHE_NOHASHDIR := 1
 LAUNCHER = -DCMAKE_CXX_COMPILER_LAUNCHER="$$(command -v ccache)"
 
 .PHONY: help deps control-plane build build-asan test test-unit test-asan demo demo-elect bench-elector \
-        bench-operator format format-check tidy clean
+        bench-operator fuzz fuzz-smoke format format-check tidy clean
 
 help:
 	@echo "make demo           the operator on a local control plane: election, failover, fencing tokens"
 	@echo "make demo-elect     three singleton-elect candidates on one Lease: election, SIGKILL/SIGTERM takeover"
 	@echo "make test           everything from nothing: deps, format check, control plane, build, unit + integration tests,"
-	@echo "                    then the same tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+	@echo "                    then the same tests under AddressSanitizer + UndefinedBehaviorSanitizer, then each fuzzer for 5 s"
 	@echo "make test-unit      unit tests only (no control plane)"
 	@echo "make bench-elector  singleton-elect vs client-go's leader-election example, side by side"
 	@echo "make bench-operator operator failover latency, idle writes, memory, cold start"
+	@echo "make fuzz           every libFuzzer target for FUZZ_SECONDS (default 120) each: executions, coverage, crashes"
 	@echo "make deps | control-plane | build | build-asan | format | format-check | tidy | clean"
 
 deps:
@@ -48,6 +49,7 @@ test: format-check control-plane build build-asan
 	  ctest --test-dir $(ASAN_BUILD_DIR) -j$(JOBS) -L unit --output-on-failure
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_BUILD_DIR) -L integration -j2 --output-on-failure
+	FUZZ_SECONDS=5 bash scripts/fuzz.sh
 
 test-asan: control-plane build-asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -61,6 +63,13 @@ demo-elect: control-plane build
 
 bench-elector: control-plane build
 	@bash e2e/bench/bench-elector.sh $(BUILD_DIR)
+
+# libFuzzer targets (tests/fuzz), built with clang in their own folder. `make test` runs each for a few seconds.
+fuzz: deps
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-120} bash scripts/fuzz.sh
+
+fuzz-smoke: deps
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-5} bash scripts/fuzz.sh
 
 bench-operator: control-plane build
 	@bash e2e/bench/bench-operator.sh $(BUILD_DIR)

@@ -18,7 +18,7 @@ namespace singleton::op {
 namespace {
 
 util::Error usageError(const std::string& message) {
-  return util::makeError(util::ErrorCode::kInvalidArgument, message);
+  return util::makeError(util::ErrorCode::kInvalidArgument, util::printable(message));
 }
 
 bool isDnsLabel(const std::string& s) {

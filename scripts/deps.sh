@@ -8,7 +8,7 @@ packages=(
   libcpprest-dev libboost-dev libboost-system-dev nlohmann-json3-dev libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev
   etcd-server etcd-client golang-go golang-github-modern-go-reflect2-dev rsync openssl curl procps psmisc ca-certificates
-  ccache
+  ccache clang
 )
 
 missing=()
@@ -28,5 +28,13 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# libFuzzer's runtime for `make fuzz`, in the package of the installed clang's version (clang-14: libclang-rt-14-dev).
+clang_major=$(clang --version 2>/dev/null | sed -n 's/.*clang version \([0-9]*\)\..*/\1/p' | head -n 1)
+if [[ -n $clang_major ]] && ! dpkg-query -W -f='${Status}' "libclang-rt-$clang_major-dev" 2>/dev/null | grep -q "install ok installed"; then
+  if apt-cache show "libclang-rt-$clang_major-dev" >/dev/null 2>&1; then
+    echo "deps: installing libclang-rt-$clang_major-dev" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "libclang-rt-$clang_major-dev" >/dev/null
+  fi
 fi
 echo "deps: all present" >&2

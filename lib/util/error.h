@@ -5,6 +5,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace singleton::util {
 
@@ -40,6 +41,9 @@ struct Error {
   bool retryable() const;
   std::string describe() const;  // one readable line
 };
+
+// `text` with control characters escaped ("\n", "\x1b"), so a message that quotes user input stays one line.
+std::string printable(std::string_view text);
 
 inline Error makeError(ErrorCode code, std::string message) {
   Error e;

@@ -14,7 +14,7 @@ namespace {
 
 constexpr std::size_t kHelpWidth = 114;  // as wide as the widest lines of the binaries' usage texts
 
-Error usageError(const std::string& message) { return makeError(ErrorCode::kInvalidArgument, message); }
+Error usageError(const std::string& message) { return makeError(ErrorCode::kInvalidArgument, printable(message)); }
 
 std::string withDefault(std::string help, const std::string& default_text) {
   static constexpr std::string_view kPlaceholder = "{default}";

@@ -56,6 +56,11 @@ std::string formatMicroTime(WallTime time) { return format(time, 6); }
 std::string formatTime(WallTime time) { return format(time, 0); }
 std::string formatMillisTime(WallTime time) { return format(time, 3); }
 
+namespace {
+constexpr int kFirstYear = 1700;
+constexpr int kLastYear = 2261;
+}  // namespace
+
 Result<WallTime> parseTime(std::string_view text) {
   auto bad = [&] {
     return makeError(ErrorCode::kInvalidArgument, "not an RFC 3339 time: \"" + std::string(text) + "\"");
@@ -69,6 +74,11 @@ Result<WallTime> parseTime(std::string_view text) {
     return bad();
   }
   if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return bad();
+  // A time point in nanoseconds spans the years 1678 to 2262; outside a safe part of that, converting overflows.
+  if (year < kFirstYear || year > kLastYear) {
+    return makeError(ErrorCode::kInvalidArgument, "time out of range (years " + std::to_string(kFirstYear) + " to " +
+                                                      std::to_string(kLastYear) + "): \"" + std::string(text) + "\"");
+  }
   long long nanos = 0;
   if (pos < text.size() && text[pos] == '.') {
     ++pos;

@@ -1,0 +1,34 @@
+// Inputs the fuzzers (tests/fuzz) found, kept as tests so the bugs stay fixed.
+#include <gtest/gtest.h>
+
+#include "util/error.h"
+#include "util/flags.h"
+#include "util/time_format.h"
+
+namespace singleton::util {
+namespace {
+
+// fuzz_lease, fuzz_watch_stream, fuzz_duration_time: a renewTime in year 9999 (valid RFC 3339) overflowed the
+// nanosecond time point while converting (signed overflow, undefined behaviour). Now a clean error.
+TEST(FuzzRegressionTest, TimesOutsideTheRepresentableYearsAreAnError) {
+  for (const char* text : {"9999-12-31T23:59:59Z", "2263-01-01T00:00:00Z", "1000-01-01T00:00:00.5+01:00"}) {
+    auto t = parseTime(text);
+    ASSERT_FALSE(t.ok()) << text;
+    EXPECT_NE(t.error().message.find("out of range"), std::string::npos) << t.error().message;
+  }
+  EXPECT_TRUE(parseTime("2261-12-31T23:59:59.999999Z").ok());
+  EXPECT_TRUE(parseTime("1700-01-01T00:00:00Z").ok());
+}
+
+// fuzz_operator_flags: an unknown flag containing a newline was echoed into the error, which then spanned two lines
+// (the promise is one readable line on stderr).
+TEST(FuzzRegressionTest, UsageErrorsQuotingInputStayOnOneLine) {
+  FlagSet flags{FlagSyntax{}};
+  auto parsed = flags.parse({"-mid\n", "--x\x1b[31m"});
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.error().message.find('\n'), std::string::npos) << parsed.error().message;
+  EXPECT_EQ(printable("a\nb\x1b"), "a\\nb\\x1b");
+}
+
+}  // namespace
+}  // namespace singleton::util
