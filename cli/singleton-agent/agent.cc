@@ -223,8 +223,10 @@ bool Agent::acknowledge(const HandoffView& view, MonoTime now) {
     return true;
   }
   if (patched.error().code == util::ErrorCode::kConflict) {
-    spdlog::info("ack of lease {}/{}: conflict; re-reading", ns_, lease_name_);
-    next_ack_ = now + Millis(50);  // the watch brings the newer version; the retry uses it
+    // The watch brings the newer version, and the retry goes out at once with it (decide() clears next_ack_ on news);
+    // until then, back off, so a lagging watch does not turn into a stream of refused patches.
+    spdlog::info("ack of lease {}/{}: conflict; waiting for the newer version", ns_, lease_name_);
+    next_ack_ = now + ack_backoff_.next();
   } else {
     spdlog::warn("ack of lease {}/{}: {}", ns_, lease_name_, patched.error().message);
     next_ack_ = now + ack_backoff_.next();
@@ -330,7 +332,7 @@ std::optional<int> Agent::decide() {
       if (confirmed) {
         confirmed_sent_ = get->sent;
         if (!startLeading(wview.token)) return 127;
-      } else if (!fresh && !fresh_get_in_flight) {
+      } else if (!fresh_get_in_flight && (!fresh || (get_answered && now >= get->sent + options_.renew_deadline))) {
         ask_now = true;  // one more GET, now (not at the next interval)
       }
     }
@@ -343,6 +345,7 @@ std::optional<int> Agent::decide() {
     if (!leading_) board_.set(false, wview.token);
 
     const bool must_ack = watch_synced && election::mustAck(wview, pod, uid);
+    if (new_watch) next_ack_ = {};  // a new version: decide on it at once
     if (must_ack && now >= next_ack_) {
       acked_now = acknowledge(wview, now);
     } else if (!must_ack) {
