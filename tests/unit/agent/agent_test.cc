@@ -363,3 +363,29 @@ TEST_F(AgentDecisionTest, OnlyTheLeaderWantsConfirmations) {
 
 }  // namespace
 }  // namespace singleton::agent::testing
+
+namespace singleton::agent::testing {
+namespace {
+
+// Sidecar mode (no COMMAND): the same decisions, published only; the move away is acknowledged at once.
+TEST_F(AgentDecisionTest, SidecarPublishesTheRoleAndAcks) {
+  cli::AgentOptions o = options();
+  o.command.clear();
+  Agent sidecar(o, client_, clock_, nullptr, printer_);
+  auto watchSidecar = [&](const Json& lease) { sidecar.leaseHandler().onEvent({watch::EventType::kModified, lease}); };
+  watchSidecar(put(makeLease(kPod, kUid, 1)));
+  EXPECT_FALSE(sidecar.decide());
+  EXPECT_EQ(sidecar.role()["role"], "standby");
+  ASSERT_TRUE(sidecar.confirmOnce());
+  EXPECT_FALSE(sidecar.decide());
+  EXPECT_EQ(sidecar.role()["role"], "leader");
+  EXPECT_EQ(sidecar.role()["token"], 1);
+  watchSidecar(put(makeLease("w-1", "uid-1", 2, kPod, kUid)));
+  EXPECT_FALSE(sidecar.decide());
+  EXPECT_EQ(sidecar.role()["role"], "standby");
+  EXPECT_EQ(patches().size(), 1u);
+  EXPECT_EQ(command_->starts(), 0);
+}
+
+}  // namespace
+}  // namespace singleton::agent::testing
