@@ -1,4 +1,5 @@
-# singleton-operator image: the operator and the singleton-elect CLI on debian:bookworm-slim.
+# singleton-operator image: the operator, the singleton-elect CLI and the in-pod singleton-agent on
+# debian:bookworm-slim.
 #
 #   docker build -t singleton-operator:latest .
 #   kind load docker-image singleton-operator:latest     # then: kubectl apply -k manifests/
@@ -23,8 +24,8 @@ WORKDIR /src
 COPY . .
 
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSINGLETON_BUILD_TESTS=OFF \
- && cmake --build build --parallel "$(nproc)" --target singleton-operator singleton-elect \
- && for bin in singleton-operator singleton-elect; do \
+ && cmake --build build --parallel "$(nproc)" --target singleton-operator singleton-elect singleton-agent \
+ && for bin in singleton-operator singleton-elect singleton-agent; do \
       path=$(find build -type f -name "$bin" -perm -u+x | head -n 1); \
       if [ -z "$path" ]; then echo "build produced no $bin" >&2; exit 1; fi; \
       install -D -m 0755 "$path" "/out/usr/local/bin/$bin"; \
@@ -34,9 +35,10 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSINGLETON_BUILD_TESTS=OFF \
 # ---- runtime --------------------------------------------------------------------------------------------------------
 FROM ${DEBIAN_IMAGE}
 
-# Both binaries are linked lean (Boost.Beast transport, static OpenSSL, yaml-cpp and libstdc++; readelf -d lists only
-# libc, which the base image has). ca-certificates for HTTPS to anything other than the in-cluster apiserver, whose CA
-# comes from the service-account volume.
+# The three binaries are linked lean (Boost.Beast transport, static OpenSSL, yaml-cpp and libstdc++; readelf -d lists
+# only libc, which the base image has). ca-certificates for HTTPS to anything other than the in-cluster apiserver,
+# whose CA comes from the service-account volume. singleton-agent runs in the workload's pods, not the operator's
+# (docs/handoff.md); needing only libc, it can be copied from this image into a workload image.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/*
@@ -48,7 +50,7 @@ RUN groupadd --system --gid 65532 nonroot \
 COPY --from=build /out/usr/local/bin/ /usr/local/bin/
 
 # Fail the image build, not the pod start, if a shared library is missing.
-RUN for bin in /usr/local/bin/singleton-operator /usr/local/bin/singleton-elect; do \
+RUN for bin in /usr/local/bin/singleton-operator /usr/local/bin/singleton-elect /usr/local/bin/singleton-agent; do \
       if ldd "$bin" | grep 'not found'; then echo "$bin: missing shared libraries" >&2; exit 1; fi; \
     done
 

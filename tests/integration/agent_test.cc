@@ -538,7 +538,7 @@ TEST_F(AgentTest, CommandExitEndsTheAgentWithItsStatus) {
 }
 
 // Standbys make no requests beyond their watch: nothing goes upstream through a standby's proxy once it watches.
-// (The leader's cost is one GET per renew-interval.) Also reports the agents' resident size.
+// The leader's cost is one GET per renew-interval. Also reports the agents' resident size.
 TEST_F(AgentTest, StandbyMakesNoRequests) {
   const std::string w = "quiet";
   writeLease(w, "w-0", "uid-w-0", 1);
@@ -550,10 +550,24 @@ TEST_F(AgentTest, StandbyMakesNoRequests) {
   ASSERT_TRUE(eventually([&] { return readFile(roleDirOf("w-0") / "role") == "leader\n"; }, 20s)) << a0.stderrText();
   ASSERT_TRUE(waitEvent(a1, "role", 20s, 1)) << a1.stderrText();  // a1 has listed the Lease
   std::this_thread::sleep_for(500ms);
+  auto confirmations = [&] {  // the leader logs each confirmation GET at debug level
+    const std::string text = a0.stderrText();
+    std::size_t n = 0;
+    for (auto at = text.find("confirmation GET"); at != std::string::npos; at = text.find("confirmation GET", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  const std::size_t confirmations_before = confirmations();
   const auto cut = Clock::now();
   std::this_thread::sleep_for(3s);
+  const std::size_t leader_gets = confirmations() - confirmations_before;
   EXPECT_EQ(proxy.bytesUpstreamAfter(cut), 0u) << "a standby sent something besides its watch";
   EXPECT_EQ(proxy.connections().size(), 2u) << "one list and one watch";
+  // One GET per renew-interval (500 ms here; 5 s by default, i.e. 12 a minute).
+  std::cout << "leader: " << leader_gets << " confirmation GETs in 3 s at renew-interval 500 ms\n";
+  EXPECT_GE(leader_gets, 5u);
+  EXPECT_LE(leader_gets, 7u);
   for (Process* a : {&a0, &a1}) {
     std::ifstream status("/proc/" + std::to_string(a->pid()) + "/status");
     std::string line;
