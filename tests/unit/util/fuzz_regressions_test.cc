@@ -1,6 +1,7 @@
 // Inputs the fuzzers (tests/fuzz) found, kept as tests so the bugs stay fixed.
 #include <gtest/gtest.h>
 
+#include "util/duration.h"
 #include "util/error.h"
 #include "util/flags.h"
 #include "util/time_format.h"
@@ -18,6 +19,17 @@ TEST(FuzzRegressionTest, TimesOutsideTheRepresentableYearsAreAnError) {
   }
   EXPECT_TRUE(parseTime("2261-12-31T23:59:59.999999Z").ok());
   EXPECT_TRUE(parseTime("1700-01-01T00:00:00Z").ok());
+}
+
+// fuzz_duration_time: ".5s.55s" parsed as 1049ms (binary floating point: 0.55 x 1e9 floored), so "--renew-deadline
+// 0.55s" meant 549ms. Integer arithmetic now, as Go's time.ParseDuration.
+TEST(FuzzRegressionTest, DecimalDurationsAreExact) {
+  EXPECT_EQ(parseDuration(".5s.55s")->count(), 1050);
+  EXPECT_EQ(parseDuration("0.55s")->count(), 550);
+  EXPECT_EQ(parseDuration("1.001s")->count(), 1001);
+  EXPECT_EQ(parseDuration("2.5h")->count(), 9'000'000);
+  EXPECT_EQ(parseDuration("1.9999999ms")->count(), 1);
+  EXPECT_FALSE(parseDuration("99999999999999999999999h").ok());
 }
 
 // fuzz_operator_flags: an unknown flag containing a newline was echoed into the error, which then spanned two lines
