@@ -26,20 +26,6 @@ std::optional<std::int64_t> intField(const Json& object, std::string_view key) {
   return value->get<std::int64_t>();
 }
 
-std::string escapePointer(const std::string& key) {
-  std::string out;
-  for (const char c : key) {
-    if (c == '~') {
-      out += "~0";
-    } else if (c == '/') {
-      out += "~1";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 // Copies string entries of `from` (a labels or annotations map) into `to`, skipping the reserved singleton.dev/ keys
 // that only the operator sets.
 void copyUserEntries(const Json* from, Json& to) {
@@ -94,54 +80,6 @@ Json Workload::objectReference() const {
       {"apiVersion", kWorkloadApiVersion}, {"kind", kWorkloadKind}, {"namespace", ns}, {"name", name}, {"uid", uid}};
 }
 
-std::string metaString(const Json& object, std::string_view field) {
-  const Json* metadata = metadataOf(object);
-  const Json* value = metadata ? find(*metadata, field) : nullptr;
-  return value && value->is_string() ? value->get<std::string>() : std::string();
-}
-
-std::string labelOf(const Json& object, const std::string& key) {
-  const Json* metadata = metadataOf(object);
-  const Json* labels = metadata ? find(*metadata, "labels") : nullptr;
-  const Json* value = labels ? find(*labels, key) : nullptr;
-  return value && value->is_string() ? value->get<std::string>() : std::string();
-}
-
-std::optional<std::string> annotationOf(const Json& object, const std::string& key) {
-  const Json* metadata = metadataOf(object);
-  const Json* annotations = metadata ? find(*metadata, "annotations") : nullptr;
-  const Json* value = annotations ? find(*annotations, key) : nullptr;
-  if (!value || !value->is_string()) return std::nullopt;
-  return value->get<std::string>();
-}
-
-std::optional<long long> integerAnnotationOf(const Json& object, const std::string& key) {
-  const auto text = annotationOf(object, key);
-  if (!text || text->empty()) return std::nullopt;
-  long long value = 0;
-  const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
-  if (ec != std::errc() || end != text->data() + text->size() || value < 0) return std::nullopt;
-  return value;
-}
-
-bool isControlledBy(const Json& object, const std::string& owner_uid) {
-  const Json* metadata = metadataOf(object);
-  const Json* refs = metadata ? find(*metadata, "ownerReferences") : nullptr;
-  if (!refs || !refs->is_array() || owner_uid.empty()) return false;
-  for (const Json& ref : *refs) {
-    const Json* controller = find(ref, "controller");
-    const Json* uid = find(ref, "uid");
-    if (controller && controller->is_boolean() && controller->get<bool>() && uid && uid->is_string() &&
-        uid->get<std::string>() == owner_uid) {
-      return true;
-    }
-  }
-  return false;
-}
-
-std::string labelPointer(const std::string& key) { return "/metadata/labels/" + escapePointer(key); }
-std::string annotationPointer(const std::string& key) { return "/metadata/annotations/" + escapePointer(key); }
-
 bool isTerminating(const Json& pod) {
   const Json* metadata = metadataOf(pod);
   return metadata && find(*metadata, "deletionTimestamp") != nullptr;
@@ -149,16 +87,7 @@ bool isTerminating(const Json& pod) {
 
 namespace {
 
-const Json* readyCondition(const Json& pod) {
-  const Json* status = find(pod, "status");
-  const Json* conditions = status ? find(*status, "conditions") : nullptr;
-  if (!conditions || !conditions->is_array()) return nullptr;
-  for (const Json& condition : *conditions) {
-    const Json* type = find(condition, "type");
-    if (type && type->is_string() && type->get<std::string>() == "Ready") return &condition;
-  }
-  return nullptr;
-}
+const Json* readyCondition(const Json& pod) { return kube::conditionOf(pod, "Ready"); }
 
 }  // namespace
 

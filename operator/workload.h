@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kube/object.h"
 #include "kube/resource.h"
 #include "util/clock.h"
 #include "util/result.h"
@@ -63,18 +64,14 @@ struct Workload {
 
 // --- Reading any object -------------------------------------------------------------------------------------------
 
-// metadata.<field> as a string, "" when absent.
-std::string metaString(const Json& object, std::string_view field);
-std::string labelOf(const Json& object, const std::string& key);
-std::optional<std::string> annotationOf(const Json& object, const std::string& key);
-// An annotation holding a non-negative decimal integer (a fencing token, an operator term); nullopt when absent or
-// not such a number.
-std::optional<long long> integerAnnotationOf(const Json& object, const std::string& key);
-// Has a controller ownerReference to the object with this uid.
-bool isControlledBy(const Json& object, const std::string& owner_uid);
-// A JSON pointer to metadata.labels[key] or metadata.annotations[key] ('/' in keys escaped as "~1").
-std::string labelPointer(const std::string& key);
-std::string annotationPointer(const std::string& key);
+// The accessors of kube/object.h, under the names the reconciler reads them by.
+using kube::annotationOf;
+using kube::annotationPointer;
+using kube::integerAnnotationOf;
+using kube::isControlledBy;
+using kube::labelOf;
+using kube::labelPointer;
+using kube::metaString;
 
 // --- Pods ---------------------------------------------------------------------------------------------------------
 
