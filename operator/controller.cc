@@ -1,22 +1,22 @@
 // The controller: four informers (Reflector + Cache) whose listeners enqueue workload keys, a work queue, and
-// workers that run the reconciler while this replica leads. The reconcile outcome decides the requeue, in one place:
-// error -> rate-limited retry; conflict -> at once; requeue-after -> delayed; success -> forget.
+// workers (controller::ReconcileLoop, where the reconcile outcome decides the requeue) that run the reconciler while
+// this replica leads.
 #include "operator/controller.h"
 
 #include <algorithm>
 #include <charconv>
 #include <condition_variable>
-#include <exception>
 #include <thread>
 #include <vector>
 
+#include "controller/events.h"
+#include "controller/reconcile_loop.h"
+#include "controller/work_queue.h"
 #include "kube/client.h"
-#include "operator/events.h"
 #include "operator/informers.h"
-#include "operator/logging.h"
 #include "operator/reconciler.h"
-#include "operator/work_queue.h"
 #include "operator/workload.h"
+#include "util/log.h"
 #include "watch/reflector.h"
 
 namespace singleton::op {
@@ -48,16 +48,37 @@ watch::ReflectorOptions reflectorOptions(const ControllerOptions& controller, st
   return options;
 }
 
+// The workload reconciler under one term's write gate, as the reconcile loop sees it.
+class GatedReconciler final : public controller::Reconciler {
+ public:
+  GatedReconciler(op::Reconciler& reconciler, const controller::WriteGate& gate)
+      : reconciler_(reconciler), gate_(gate) {}
+  controller::ReconcileResult reconcile(const std::string& key) override { return reconciler_.reconcile(key, gate_); }
+
+ private:
+  op::Reconciler& reconciler_;  // (unqualified, Reconciler would name the base class)
+  const controller::WriteGate& gate_;
+};
+
 }  // namespace
 
 struct Controller::Impl {
-  Impl(std::shared_ptr<kube::Transport> transport, ControllerOptions opts, Registry& registry, const util::Clock& clk)
+  Impl(std::shared_ptr<kube::Transport> transport, ControllerOptions opts, controller::Registry& registry,
+       const util::Clock& clk)
       : options(std::move(opts)),
         metrics(registry),
         clock(clk),
         client(std::move(transport)),
-        queue(clock, &metrics.gauge(kMetricQueueDepth, kHelpQueueDepth)),
-        recorder(client, clock, EventRecorderOptions{.instance = options.identity}),
+        queue(clock, [depth = &metrics.gauge(kMetricQueueDepth, kHelpQueueDepth)](
+                         std::size_t keys) { depth->set(static_cast<double>(keys)); }),
+        loop(queue, metrics,
+             {.workers = options.workers,
+              .reconciles_metric = kMetricReconciles,
+              .reconciles_help = kHelpReconciles,
+              .duration_metric = kMetricReconcileDuration,
+              .duration_help = kHelpReconcileDuration},
+             clock),
+        recorder(client, clock, controller::EventRecorderOptions{.instance = options.identity}),
         reconciler(client, informers, recorder, metrics, clock),
         workload_reflector(client, kWorkloads, reflectorOptions(options, "", stripObject), informers.workloads, clock),
         pod_reflector(client, kube::kPods, reflectorOptions(options, kLabelWorkload, stripPod), informers.pods, clock),
@@ -66,11 +87,6 @@ struct Controller::Impl {
         service_reflector(client, kube::kServices, reflectorOptions(options, kLabelWorkload, stripService),
                           informers.services, clock) {
     informers.pods_resource_version = [this] { return pod_reflector.lastResourceVersion(); };
-    for (const auto result : {"success", "error", "requeue"}) {
-      metrics.counter(kMetricReconciles, kHelpReconciles, {{"result", result}});
-    }
-    metrics.histogram(kMetricReconcileDuration, kHelpReconcileDuration, latencyBuckets());
-
     // Listeners enqueue keys only; the reconcile reads the caches. They run on the reflectors' threads.
     informers.workloads.addListener([this](const watch::Event& event) {
       if (std::string key = watch::objectKey(event.object); !key.empty()) queue.add(key);
@@ -83,48 +99,14 @@ struct Controller::Impl {
     informers.services.addListener(enqueue_owner);
   }
 
-  void process(const std::string& key, const WriteGate& gate) {
-    const util::MonoTime started = clock.now();
-    ReconcileResult result;
-    try {
-      result = reconciler.reconcile(key, gate);
-    } catch (const std::exception& e) {
-      // A bug (an unexpected JSON shape, say) must not take the worker down; retry like any error.
-      result = {ReconcileResult::Action::kRetry, {}, std::string("exception: ") + e.what()};
-      kLog.error("reconcile threw", {.err = result.detail, .values = {{"key", key}}});
-    }
-    metrics.histogram(kMetricReconcileDuration, kHelpReconcileDuration, latencyBuckets())
-        .observe(std::chrono::duration<double>(clock.now() - started).count());
-
-    const char* outcome = "success";
-    switch (result.action) {
-      case ReconcileResult::Action::kForget:
-        queue.forget(key);
-        break;
-      case ReconcileResult::Action::kRequeue:
-        outcome = "requeue";
-        queue.add(key);  // handed out again after done()
-        break;
-      case ReconcileResult::Action::kRequeueAfter:
-        outcome = "requeue";
-        queue.forget(key);
-        queue.addAfter(key, result.after);
-        break;
-      case ReconcileResult::Action::kRetry:
-        outcome = "error";
-        queue.addRateLimited(key);
-        break;
-    }
-    metrics.counter(kMetricReconciles, kHelpReconciles, {{"result", outcome}}).inc();
-  }
-
   ControllerOptions options;
-  Registry& metrics;
+  controller::Registry& metrics;
   const util::Clock& clock;
   kube::Client client;
   Informers informers;
-  WorkQueue queue;
-  ApiEventRecorder recorder;
+  controller::WorkQueue queue;
+  controller::ReconcileLoop loop;
+  controller::ApiEventRecorder recorder;
   Reconciler reconciler;
   watch::Reflector workload_reflector;
   watch::Reflector pod_reflector;
@@ -132,8 +114,8 @@ struct Controller::Impl {
   watch::Reflector service_reflector;
 };
 
-Controller::Controller(std::shared_ptr<kube::Transport> transport, ControllerOptions options, Registry& metrics,
-                       const util::Clock& clock)
+Controller::Controller(std::shared_ptr<kube::Transport> transport, ControllerOptions options,
+                       controller::Registry& metrics, const util::Clock& clock)
     : impl_(std::make_unique<Impl>(std::move(transport), std::move(options), metrics, clock)) {}
 
 Controller::~Controller() { impl_->queue.shutDown(); }
@@ -176,7 +158,7 @@ std::optional<long long> Controller::highestOperatorTerm() const {
   return highest;
 }
 
-void Controller::runWorkers(const WriteGate& gate, std::stop_token stop) {
+void Controller::runWorkers(const controller::WriteGate& gate, std::stop_token stop) {
   if (!waitSynced(stop)) return;
   // A new leader re-checks every workload: the previous one may have stopped half-way.
   const std::vector<Json> workloads = impl_->informers.workloads.list();
@@ -185,19 +167,10 @@ void Controller::runWorkers(const WriteGate& gate, std::stop_token stop) {
             {.values = {
                  {"workers", impl_->options.workers}, {"workloads", workloads.size()}, {"term", gate.term().value()}}});
 
-  std::vector<std::jthread> workers;
-  for (int i = 0; i < std::max(1, impl_->options.workers); ++i) {
-    workers.emplace_back([this, &gate, stop] {
-      // Requests still waiting for an answer when the term ends fail at once (kCancelled) instead of at their
-      // timeout: the gate is already shut, their answers would change nothing, and the elector joins us.
-      const kube::CancelScope cancel_with_term(stop);
-      while (auto key = impl_->queue.get(stop)) {
-        impl_->process(*key, gate);
-        impl_->queue.done(*key);
-      }
-    });
-  }
-  for (std::jthread& worker : workers) worker.join();
+  // Requests still waiting for an answer when the term ends fail at once (kCancelled) instead of at their timeout:
+  // the gate is already shut, their answers would change nothing, and the elector joins us.
+  GatedReconciler gated(impl_->reconciler, gate);
+  impl_->loop.run(gated, stop);
   // Per-term state: the next term enqueues every workload anew and must not inherit this one's backoffs, nor trust
   // what this term wrote (its recent writes, the revisions its cache must reach).
   impl_->queue.reset();

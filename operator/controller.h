@@ -9,23 +9,12 @@
 #include <stop_token>
 #include <string>
 
-#include "fencing/token.h"
+#include "controller/metrics.h"
+#include "controller/write_gate.h"
 #include "kube/transport.h"
-#include "operator/metrics.h"
 #include "util/clock.h"
 
 namespace singleton::op {
-
-// Decides whether this replica may write: it still leads, under this term (its own Lease's fencing token).
-class WriteGate {
- public:
-  virtual ~WriteGate() = default;
-  virtual bool mayWrite() const = 0;
-  virtual fencing::FencingToken term() const = 0;
-  // The revision (etcd's, as a resourceVersion) of this replica's own Lease when it began leading: every write of an
-  // earlier operator leader is older. 0 when unknown.
-  virtual std::uint64_t leadingSince() const { return 0; }
-};
 
 struct ControllerOptions {
   std::string watch_namespace;  // "" = all namespaces
@@ -39,7 +28,7 @@ struct ControllerOptions {
 
 class Controller {
  public:
-  Controller(std::shared_ptr<kube::Transport> transport, ControllerOptions options, Registry& metrics,
+  Controller(std::shared_ptr<kube::Transport> transport, ControllerOptions options, controller::Registry& metrics,
              const util::Clock& clock = util::systemClock());
   ~Controller();
   Controller(const Controller&) = delete;
@@ -59,7 +48,7 @@ class Controller {
   // finished. Requests the workers send are cancelled by `stop` (kube::CancelScope), so a worker blocked on a stalled
   // apiserver does not hold up the hand-over. Every key is enqueued at start (a new leader re-checks every workload);
   // at the end the term's pending requeues and backoffs are dropped. May be called again after it returned.
-  void runWorkers(const WriteGate& gate, std::stop_token stop);
+  void runWorkers(const controller::WriteGate& gate, std::stop_token stop);
 
  private:
   struct Impl;

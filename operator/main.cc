@@ -2,10 +2,10 @@
 #include <iostream>
 #include <stop_token>
 
-#include "operator/logging.h"
 #include "operator/manager.h"
 #include "operator/options.h"
 #include "util/flags.h"
+#include "util/log.h"
 #include "util/signals.h"
 
 namespace {
@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
     std::cout << "singleton-operator 0.1.0\n";
     return 0;
   }
-  op::log::setup(options.log_format, options.log_level);
+  log::setup(options.log_format, options.log_level);
 
   auto transport = op::connect(options);
   if (!transport.ok()) return fail(kExitUsage, transport.error().message);
@@ -43,14 +43,14 @@ int main(int argc, char** argv) {
 
   std::stop_source stop;
   signals.start([&](int sig) {
-    op::log::info("received signal; stopping", {.values = {{"signal", util::TerminationSignals::name(sig)}}});
+    log::info("received signal; stopping", {.values = {{"signal", util::TerminationSignals::name(sig)}}});
     stop.request_stop();
   });
 
   auto outcome = (*manager)->run(stop.get_token());
   signals.stop();
   if (!outcome.ok()) {
-    op::log::error("cannot run", {.err = outcome.error().describe()});
+    log::error("cannot run", {.err = outcome.error().describe()});
     return kExitFailure;
   }
   // Losing the Lease does not end run(): the replica campaigns again. It ends on a signal or a configuration error.

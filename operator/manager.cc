@@ -7,8 +7,8 @@
 #include "kube/beast_transport.h"
 #include "kube/client.h"
 #include "kube/config.h"
-#include "operator/logging.h"
 #include "util/duration.h"
+#include "util/log.h"
 #include "util/time_format.h"
 
 namespace singleton::op {
@@ -96,10 +96,11 @@ Manager::Manager(const Options& options, std::shared_ptr<kube::Transport> transp
     : options_(options),
       transport_(std::move(transport)),
       clock_(clock),
-      master_status_(metrics_.gauge(kMasterStatusMetric,
-                                    "Gauge of if the reporting system is master of the relevant lease, 0 indicates "
-                                    "backup, 1 indicates master. 'name' is the string used to identify the lease.",
-                                    {{"name", options.leader_election_id}})),
+      master_status_(
+          metrics_.gauge(kMasterStatusMetric,
+                         "controller::Gauge of if the reporting system is master of the relevant lease, 0 indicates "
+                         "backup, 1 indicates master. 'name' is the string used to identify the lease.",
+                         {{"name", options.leader_election_id}})),
       gate_(clock,
             [this]() -> std::optional<util::MonoTime> { return elector_ ? elector_->leadingUntil() : std::nullopt; }),
       controller_(std::make_unique<Controller>(
@@ -191,7 +192,7 @@ void Manager::onStoppedLeading() {
   master_status_.set(0);
 }
 
-HttpServer::Response Manager::healthz() const {
+controller::HttpServer::Response Manager::healthz() const {
   if (auto s = elector_->healthCheck(kElectorHealthTolerance); !s.ok()) return {500, s.error().message + "\n"};
   // A term's workers get their requests cancelled when it ends; still running long after means a wedged worker.
   if (const std::int64_t since = stopping_since_.load(); since != 0) {
@@ -205,21 +206,21 @@ HttpServer::Response Manager::healthz() const {
   return {200, "ok\n"};
 }
 
-HttpServer::Response Manager::readyz() const {
+controller::HttpServer::Response Manager::readyz() const {
   if (!controller_->synced()) return {503, "informers have not synced\n"};
   return {200, "ok\n"};
 }
 
 util::Status Manager::startServers() {
   if (options_.health_probe_bind_address != kDisabledAddress) {
-    health_server_.handle("/healthz", [this](const HttpServer::Request&) { return healthz(); });
-    health_server_.handle("/readyz", [this](const HttpServer::Request&) { return readyz(); });
+    health_server_.handle("/healthz", [this](const controller::HttpServer::Request&) { return healthz(); });
+    health_server_.handle("/readyz", [this](const controller::HttpServer::Request&) { return readyz(); });
     if (auto s = health_server_.start(options_.health_probe_bind_address); !s.ok()) return s;
     health_port_ = health_server_.port();
   }
   if (options_.metrics_bind_address != kDisabledAddress) {
-    metrics_server_.handle("/metrics", [this](const HttpServer::Request&) {
-      return HttpServer::Response{200, metrics_.render(), "text/plain; version=0.0.4; charset=utf-8"};
+    metrics_server_.handle("/metrics", [this](const controller::HttpServer::Request&) {
+      return controller::HttpServer::Response{200, metrics_.render(), "text/plain; version=0.0.4; charset=utf-8"};
     });
     if (auto s = metrics_server_.start(options_.metrics_bind_address); !s.ok()) return s;
     metrics_port_ = metrics_server_.port();

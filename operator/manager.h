@@ -9,12 +9,12 @@
 #include <optional>
 #include <stop_token>
 
+#include "controller/http_server.h"
+#include "controller/metrics.h"
 #include "election/leader_elector.h"
 #include "election/lock.h"
 #include "kube/transport.h"
 #include "operator/controller.h"
-#include "operator/http_server.h"
-#include "operator/metrics.h"
 #include "operator/options.h"
 #include "util/clock.h"
 #include "util/result.h"
@@ -30,7 +30,7 @@ namespace singleton::op {
 // renew_deadline < lease_duration (minus the drift margin, docs/design.md "The write gate's deadline"), so no write
 // passes the gate once another replica may lead. The monotonic clock keeps running while a process is stopped, so a
 // process resumed after SIGSTOP finds the gate shut before its elector thread runs.
-class LeaderGate final : public WriteGate {
+class LeaderGate final : public controller::WriteGate {
  public:
   // The instant until which this replica may lead; nullopt when it does not.
   using Deadline = std::function<std::optional<util::MonoTime>()>;
@@ -97,7 +97,7 @@ class Manager {
   // For tests and logs. The ports are 0 until run() has bound them, and when disabled.
   int healthPort() const { return health_port_.load(); }
   int metricsPort() const { return metrics_port_.load(); }
-  Registry& metrics() { return metrics_; }
+  controller::Registry& metrics() { return metrics_; }
   const LeaderGate& gate() const { return gate_; }
   // Leadership terms this replica has started (its workers ran), for tests and logs.
   int termsStarted() const { return terms_started_.load(); }
@@ -113,14 +113,14 @@ class Manager {
   void recordLeaseWarning(const std::string& reason, const std::string& message);
   std::string leaseName() const { return options_.leader_election_namespace + "/" + options_.leader_election_id; }
   util::Status startServers();
-  HttpServer::Response healthz() const;
-  HttpServer::Response readyz() const;
+  controller::HttpServer::Response healthz() const;
+  controller::HttpServer::Response readyz() const;
 
   Options options_;
   std::shared_ptr<kube::Transport> transport_;
   const util::Clock& clock_;
-  Registry metrics_;
-  Gauge& master_status_;
+  controller::Registry metrics_;
+  controller::Gauge& master_status_;
   LeaderGate gate_;
   std::atomic<int> terms_started_{0};
   // Set while a term's workers run after its stop was requested (the clock's ticks), 0 otherwise: /healthz fails when
@@ -128,8 +128,8 @@ class Manager {
   std::atomic<std::int64_t> stopping_since_{0};
   std::unique_ptr<Controller> controller_;
   std::unique_ptr<election::LeaderElector> elector_;
-  HttpServer health_server_{"health"};
-  HttpServer metrics_server_{"metrics"};
+  controller::HttpServer health_server_{"health"};
+  controller::HttpServer metrics_server_{"metrics"};
   std::atomic<int> health_port_{0};
   std::atomic<int> metrics_port_{0};
 };

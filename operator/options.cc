@@ -8,10 +8,10 @@
 #include <regex>
 #include <sstream>
 
+#include "controller/http_server.h"
 #include "election/leader_elector.h"
 #include "election/timing_flags.h"
 #include "kube/config.h"
-#include "operator/http_server.h"
 #include "util/flags.h"
 
 namespace singleton::op {
@@ -93,7 +93,7 @@ util::FlagSet operatorFlags(Options& options, LogFlags& log_flags) {
   auto bind_address = [](std::string& target) {
     return [&target](const std::string& value) -> util::Status {
       if (value != kDisabledAddress) {
-        if (auto a = parseBindAddress(value); !a.ok()) return std::move(a).takeError();
+        if (auto a = controller::parseBindAddress(value); !a.ok()) return std::move(a).takeError();
       }
       target = value;
       return {};

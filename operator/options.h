@@ -7,8 +7,8 @@
 
 #include <spdlog/common.h>
 
-#include "operator/logging.h"
 #include "util/clock.h"
+#include "util/log.h"
 #include "util/result.h"
 
 namespace singleton::op {

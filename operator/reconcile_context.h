@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "controller/events.h"
+#include "controller/write_gate.h"
 #include "kube/lease.h"
-#include "operator/controller.h"
-#include "operator/events.h"
 #include "operator/workload.h"
 
 namespace singleton::op {
@@ -34,9 +34,9 @@ inline const std::string kReasonStaleTerm = "StaleOperatorTerm";
 inline const std::string kReasonFenced = "FencedWriteRefused";
 
 struct Context {
-  Context(const WriteGate& g, Workload w) : gate(g), workload(std::move(w)) {}
+  Context(const controller::WriteGate& g, Workload w) : gate(g), workload(std::move(w)) {}
 
-  const WriteGate& gate;
+  const controller::WriteGate& gate;
   Workload workload;
   std::string workload_version;  // metadata.resourceVersion as observed
   // Every pod labelled singleton.dev/workload=<name>, ours or not, by name.
@@ -64,7 +64,7 @@ struct Context {
   std::string problem_message;
   std::optional<util::Error> deferred_error;  // finish the reconcile (status), then retry with backoff
   struct PendingEvent {
-    EventType type;
+    controller::EventType type;
     std::string reason;
     std::string message;
   };

@@ -11,9 +11,9 @@
 // workload every pod carries its stamp, and every label write tests that stamp (reconcile_fence.cc).
 #include <climits>
 
-#include "operator/logging.h"
 #include "operator/reconcile_context.h"
 #include "operator/reconciler.h"
+#include "util/log.h"
 
 namespace singleton::op {
 namespace {
@@ -206,7 +206,7 @@ void Reconciler::handleSwitchover(Context& ctx, bool holder_healthy, std::string
   if (target.empty()) return;
   std::string problem;
   if (holder_healthy && target == ctx.holder()) {
-    event(ctx, EventType::kNormal, "Switchover", "switchover to " + target + ": it already is the leader");
+    event(ctx, controller::EventType::kNormal, "Switchover", "switchover to " + target + ": it already is the leader");
   } else if (const Json* pod = ctx.pod(target); !pod) {
     problem = "no pod " + target + " belongs to this workload";
   } else if (!ctx.owns(*pod) || !ctx.wanted(target)) {
@@ -218,7 +218,8 @@ void Reconciler::handleSwitchover(Context& ctx, bool holder_healthy, std::string
     return;
   }
   if (!problem.empty()) {
-    event(ctx, EventType::kWarning, "SwitchoverRejected", "switchover to " + target + " rejected: " + problem);
+    event(ctx, controller::EventType::kWarning, "SwitchoverRejected",
+          "switchover to " + target + " rejected: " + problem);
   }
   if (auto s = removeSwitchoverAnnotation(ctx, target); !s.ok()) {
     kLog.warn("could not remove the switchover annotation",
@@ -257,10 +258,10 @@ util::Status Reconciler::handOver(Context& ctx, const std::string& successor, co
   if (recreated) {
     kLog.warn("Lease " + lease_name + " re-written above every earlier token: " + why,
               {.object = {w.ns, w.name}, .values = {{"leader", successor}, {"token", token}}});
-    event(ctx, EventType::kWarning, "LeaseRecreated",
+    event(ctx, controller::EventType::kWarning, "LeaseRecreated",
           "Lease " + lease_name + ": " + why + "; " + successor + " leads with fencing token " + std::to_string(token));
   } else if (trigger == "switchover") {
-    event(ctx, EventType::kNormal, "Switchover",
+    event(ctx, controller::EventType::kNormal, "Switchover",
           "switchover from " + (old_holder.empty() ? std::string("no leader") : old_holder) + " to " + successor +
               token_text);
     // A failure leaves the annotation naming the leader, which the next reconcile removes as done.
@@ -268,10 +269,10 @@ util::Status Reconciler::handOver(Context& ctx, const std::string& successor, co
       kLog.warn("could not remove the switchover annotation", {.err = s.error().describe(), .object = {w.ns, w.name}});
     }
   } else if (old_holder.empty()) {
-    event(ctx, EventType::kNormal, "LeaderElected", successor + " elected leader" + token_text);
+    event(ctx, controller::EventType::kNormal, "LeaderElected", successor + " elected leader" + token_text);
   } else {
     const bool unplanned = trigger != "rollout" && trigger != "scaledown";
-    event(ctx, unplanned ? EventType::kWarning : EventType::kNormal, "Failover",
+    event(ctx, unplanned ? controller::EventType::kWarning : controller::EventType::kNormal, "Failover",
           why + "; " + successor + " takes over" + token_text);
   }
   return {};

@@ -12,9 +12,9 @@
 // floor below which no fencing token is issued again (a deleted or regressed Lease).
 #include <algorithm>
 
-#include "operator/logging.h"
 #include "operator/reconcile_context.h"
 #include "operator/reconciler.h"
+#include "util/log.h"
 
 namespace singleton::op {
 namespace {

@@ -27,7 +27,8 @@ util::Status Reconciler::ensurePods(Context& ctx) {
     ctx.created_pods = true;
     std::string names;
     for (const std::string& name : created) names += (names.empty() ? "" : ", ") + name;
-    event(ctx, EventType::kNormal, "PodCreated", (created.size() == 1 ? "created pod " : "created pods ") + names);
+    event(ctx, controller::EventType::kNormal, "PodCreated",
+          (created.size() == 1 ? "created pod " : "created pods ") + names);
   }
   return status;
 }

@@ -1,9 +1,9 @@
 // The leader Service, and step 8: the status, written only when it differs from what the workload shows (steady
 // state makes no writes), with conditions Ready / LeaderElected / Progressing.
 #include "operator/informers.h"
-#include "operator/logging.h"
 #include "operator/reconcile_context.h"
 #include "operator/reconciler.h"
+#include "util/log.h"
 #include "util/time_format.h"
 
 namespace singleton::op {
@@ -116,7 +116,7 @@ util::Status Reconciler::reconcileService(Context& ctx) {
       return {};
     }
     stripService(*created);
-    ctx.service = std::move(*created);  // not in RecentWrites: see createPod
+    ctx.service = std::move(*created);  // not in controller::RecentWrites: see createPod
     return {};
   }
 
@@ -230,10 +230,10 @@ util::Status Reconciler::updateStatus(Context& ctx) {
 
   // Events on transitions, read from the status as the workload shows it.
   if (conditionField(w.status, "LeaderElected", "status") == "True" && !has_leader) {
-    event(ctx, EventType::kWarning, "NoReadyReplica", "no Ready pod can lead; the workload has no leader");
+    event(ctx, controller::EventType::kWarning, "NoReadyReplica", "no Ready pod can lead; the workload has no leader");
   }
   if (conditionField(w.status, "Progressing", "reason") == "RollingUpdate" && !outdated) {
-    event(ctx, EventType::kNormal, "RolloutComplete", "every pod runs template " + w.template_hash);
+    event(ctx, controller::EventType::kNormal, "RolloutComplete", "every pod runs template " + w.template_hash);
   }
 
   if (status == w.status) return {};

@@ -2,9 +2,9 @@
 // reconcile's context with what the API returned (later steps and the status see the result), and records it in
 // RecentWrites (the next reconcile sees it even before the watch delivers it).
 #include "operator/informers.h"
-#include "operator/logging.h"
 #include "operator/reconcile_context.h"
 #include "operator/reconciler.h"
+#include "util/log.h"
 #include "util/time_format.h"
 
 namespace singleton::op {
@@ -109,7 +109,7 @@ util::Status Reconciler::deletePod(Context& ctx, const std::string& name, const 
     rememberPod(ctx, metaString(*pod, "resourceVersion"), std::move(terminating));
   }
   kLog.info("deleted pod " + name + ": " + why, {.object = {w.ns, w.name}, .values = {{"pod", name}}});
-  event(ctx, EventType::kNormal, "PodDeleted", "deleted pod " + name + ": " + why);
+  event(ctx, controller::EventType::kNormal, "PodDeleted", "deleted pod " + name + ": " + why);
   return {};
 }
 
@@ -190,14 +190,15 @@ util::Status Reconciler::patchStatus(Context& ctx, const Json& status_patch) {
   return {};
 }
 
-void Reconciler::event(Context& ctx, EventType type, const std::string& reason, const std::string& message) {
+void Reconciler::event(Context& ctx, controller::EventType type, const std::string& reason,
+                       const std::string& message) {
   ctx.events.push_back({type, reason, message});
 }
 
 void Reconciler::flushEvents(Context& ctx) {
   for (const Context::PendingEvent& e : ctx.events) {
     if (!ctx.gate.mayWrite()) return;
-    events_.record(ctx.workload, e.type, e.reason, e.message);
+    events_.record(ctx.workload.objectReference(), e.type, e.reason, e.message);
   }
   ctx.events.clear();
 }

@@ -5,8 +5,8 @@
 #include <limits>
 #include <set>
 
-#include "operator/logging.h"
 #include "operator/reconcile_context.h"
+#include "util/log.h"
 
 namespace singleton::op {
 namespace {
@@ -27,17 +27,17 @@ long long operatorTermOf(const kube::Lease& lease) {
   return term;
 }
 
-Reconciler::Reconciler(kube::Client& client, const Informers& informers, EventRecorder& events, Registry& metrics,
-                       const util::Clock& clock)
+Reconciler::Reconciler(kube::Client& client, const Informers& informers, controller::EventRecorder& events,
+                       controller::Registry& metrics, const util::Clock& clock)
     : client_(client), informers_(informers), events_(events), metrics_(metrics), clock_(clock), recent_(clock) {
   // Registered up front so that /metrics shows the family before the first failover.
-  metrics_.histogram(kMetricFailoverDuration, kHelpFailoverDuration, latencyBuckets());
+  metrics_.histogram(kMetricFailoverDuration, kHelpFailoverDuration, controller::latencyBuckets());
   for (const char* check : {"cache", "api"}) metrics_.counter(kMetricPromotions, kHelpPromotions, {{"check", check}});
 }
 
-ReconcileResult Reconciler::reconcile(const std::string& key, const WriteGate& gate) {
+controller::ReconcileResult Reconciler::reconcile(const std::string& key, const controller::WriteGate& gate) {
   const auto slash = key.find('/');
-  if (slash == std::string::npos) return {ReconcileResult::Action::kForget, {}, "malformed key " + key};
+  if (slash == std::string::npos) return {controller::ReconcileResult::Action::kForget, {}, "malformed key " + key};
   const std::string ns = key.substr(0, slash);
   const std::string name = key.substr(slash + 1);
 
@@ -82,25 +82,26 @@ ReconcileResult Reconciler::reconcile(const std::string& key, const WriteGate& g
       case util::ErrorCode::kConflict:
       case util::ErrorCode::kAlreadyExists:
         kLog.debug("lost a race; reconciling again", fields);
-        return {ReconcileResult::Action::kRequeue, {}, error.describe()};
+        return {controller::ReconcileResult::Action::kRequeue, {}, error.describe()};
       case util::ErrorCode::kCancelled:
         if (error.reason == kReasonStaleTerm) {
           kLog.warn("a newer operator term owns this workload; making no writes", fields);
-          return {ReconcileResult::Action::kRequeueAfter, kStaleTermRecheck, error.describe()};
+          return {controller::ReconcileResult::Action::kRequeueAfter, kStaleTermRecheck, error.describe()};
         }
         kLog.info("stopped: this replica does not lead", fields);
-        return {ReconcileResult::Action::kRequeueAfter, kNotLeadingRecheck, error.describe()};
+        return {controller::ReconcileResult::Action::kRequeueAfter, kNotLeadingRecheck, error.describe()};
       default:
         kLog.warn("reconcile failed", fields);
-        return {ReconcileResult::Action::kRetry, {}, error.describe()};
+        return {controller::ReconcileResult::Action::kRetry, {}, error.describe()};
     }
   }
   if (ctx.deferred_error) {
     kLog.warn("reconcile incomplete", {.err = ctx.deferred_error->describe(), .object = {ns, name}});
-    return {ReconcileResult::Action::kRetry, {}, ctx.deferred_error->describe()};
+    return {controller::ReconcileResult::Action::kRetry, {}, ctx.deferred_error->describe()};
   }
   if (ctx.status_deferred) {
-    return {ReconcileResult::Action::kRequeueAfter, kStatusAfterCreate, "status deferred until the new pods start"};
+    return {controller::ReconcileResult::Action::kRequeueAfter, kStatusAfterCreate,
+            "status deferred until the new pods start"};
   }
   return {};
 }
@@ -217,7 +218,8 @@ void Reconciler::noteLeaderLabelled(const std::string& key, long long token) {
   // The same token: the leader recovered before anyone took over, so there is no failover to time.
   if (token <= start.token) return;
   const auto elapsed = std::chrono::duration<double>(clock_.now() - start.since).count();
-  metrics_.histogram(kMetricFailoverDuration, kHelpFailoverDuration, latencyBuckets()).observe(std::max(0.0, elapsed));
+  metrics_.histogram(kMetricFailoverDuration, kHelpFailoverDuration, controller::latencyBuckets())
+      .observe(std::max(0.0, elapsed));
 }
 
 util::MonoTime Reconciler::unhealthyStart(const Json* pod) const {

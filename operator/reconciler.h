@@ -15,40 +15,29 @@
 #include <set>
 #include <string>
 
+#include "controller/events.h"
+#include "controller/metrics.h"
+#include "controller/recent_writes.h"
+#include "controller/reconciler.h"
+#include "controller/write_gate.h"
 #include "kube/client.h"
-#include "operator/controller.h"
-#include "operator/events.h"
 #include "operator/informers.h"
-#include "operator/metrics.h"
-#include "operator/recent_writes.h"
 #include "operator/workload.h"
 #include "util/clock.h"
 
 namespace singleton::op {
 
-struct ReconcileResult {
-  enum class Action {
-    kForget,        // done: reset the key's backoff
-    kRequeue,       // at once (a compare-and-swap lost; re-read and decide again)
-    kRequeueAfter,  // after `after` (nothing failed, but look again later)
-    kRetry,         // an error: rate-limited retry
-  };
-  Action action = Action::kForget;
-  util::Millis after{0};
-  std::string detail;  // why, for logs
-};
-
 struct Context;
 
 class Reconciler {
  public:
-  Reconciler(kube::Client& client, const Informers& informers, EventRecorder& events, Registry& metrics,
-             const util::Clock& clock = util::systemClock());
+  Reconciler(kube::Client& client, const Informers& informers, controller::EventRecorder& events,
+             controller::Registry& metrics, const util::Clock& clock = util::systemClock());
   Reconciler(const Reconciler&) = delete;
   Reconciler& operator=(const Reconciler&) = delete;
 
   // Never throws for API errors; they come back as kRetry/kRequeue.
-  ReconcileResult reconcile(const std::string& key, const WriteGate& gate);
+  controller::ReconcileResult reconcile(const std::string& key, const controller::WriteGate& gate);
   // Forgets what this term wrote (recent writes, label-write revisions, failover start times), when its workers have
   // stopped. The next term trusts its pod cache only past its own Lease write, which is newer than all of it. Kept:
   // the writes of unknown outcome (they may still land) and the highest tokens seen (tokens never go back).
@@ -96,7 +85,7 @@ class Reconciler {
   util::Status removeSwitchoverAnnotation(Context& ctx, const std::string& value);
   util::Status patchStatus(Context& ctx, const Json& status_patch);
   // Events wait in the context until the reconcile ends (they are slow, best-effort writes; the failover is not).
-  void event(Context& ctx, EventType type, const std::string& reason, const std::string& message);
+  void event(Context& ctx, controller::EventType type, const std::string& reason, const std::string& message);
   void flushEvents(Context& ctx);
   void rememberPod(Context& ctx, const std::string& base_version, Json pod);
   // A leader label added or removed by us at `pod`'s resourceVersion.
@@ -131,10 +120,10 @@ class Reconciler {
 
   kube::Client& client_;
   const Informers& informers_;
-  EventRecorder& events_;
-  Registry& metrics_;
+  controller::EventRecorder& events_;
+  controller::Registry& metrics_;
   const util::Clock& clock_;
-  RecentWrites recent_;
+  controller::RecentWrites recent_;
 
   mutable std::mutex mutex_;
   struct FailoverStart {

@@ -75,9 +75,8 @@ Json Workload::ownerReference() const {
       {"blockOwnerDeletion", true}};
 }
 
-Json Workload::objectReference() const {
-  return {
-      {"apiVersion", kWorkloadApiVersion}, {"kind", kWorkloadKind}, {"namespace", ns}, {"name", name}, {"uid", uid}};
+kube::ObjectReference Workload::objectReference() const {
+  return {std::string(kWorkloadApiVersion), std::string(kWorkloadKind), ns, name, uid};
 }
 
 bool isTerminating(const Json& pod) {

@@ -59,7 +59,7 @@ struct Workload {
   // The controller ownerReference that pods, the Lease and the Service carry, so garbage collection removes them.
   Json ownerReference() const;
   // For Events: involvedObject.
-  Json objectReference() const;
+  kube::ObjectReference objectReference() const;
 };
 
 // --- Reading any object -------------------------------------------------------------------------------------------

@@ -83,6 +83,10 @@ bool isControlledBy(const Json& object, const std::string& owner_uid) {
 std::string labelPointer(const std::string& key) { return "/metadata/labels/" + escapePointer(key); }
 std::string annotationPointer(const std::string& key) { return "/metadata/annotations/" + escapePointer(key); }
 
+Json ObjectReference::toJson() const {
+  return {{"apiVersion", api_version}, {"kind", kind}, {"namespace", ns}, {"name", name}, {"uid", uid}};
+}
+
 const Json* conditionOf(const Json& object, std::string_view type) {
   const Json* status = find(object, "status");
   const Json* conditions = status ? find(*status, "conditions") : nullptr;

@@ -33,6 +33,18 @@ bool isControlledBy(const nlohmann::json& object, const std::string& owner_uid);
 std::string labelPointer(const std::string& key);
 std::string annotationPointer(const std::string& key);
 
+// core/v1 ObjectReference: which object an Event (involvedObject) or a log line is about.
+struct ObjectReference {
+  std::string api_version;  // "v1", "singleton.dev/v1alpha1"
+  std::string kind;
+  std::string ns;  // "" for cluster-scoped objects
+  std::string name;
+  std::string uid;
+
+  // {apiVersion, kind, namespace, name, uid}
+  nlohmann::json toJson() const;
+};
+
 // The element of status.conditions whose type is `type`, or nullptr.
 const nlohmann::json* conditionOf(const nlohmann::json& object, std::string_view type);
 

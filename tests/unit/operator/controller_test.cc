@@ -62,7 +62,7 @@ class ControllerTest : public ::testing::Test {
   }
 
   std::shared_ptr<FakeCluster> cluster_;
-  Registry metrics_;
+  controller::Registry metrics_;
   Controller controller_;
   std::jthread informers_;
 };
@@ -115,7 +115,7 @@ TEST_F(ControllerTest, ElectsFailsOverAndRestartsItsWorkers) {
 
 TEST_F(ControllerTest, RunWorkersReturnsWhenStoppedBeforeSync) {
   // A controller whose informers never run never syncs; stopping must still end runWorkers.
-  Registry metrics;
+  controller::Registry metrics;
   Controller idle(std::make_shared<FakeCluster>(), {"", 1, "operator-1"}, metrics);
   FakeGate gate;
   std::stop_source stop;

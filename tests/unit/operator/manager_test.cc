@@ -7,11 +7,11 @@
 #include <thread>
 #include <vector>
 
+#include "controller/http_server.h"
 #include "election/timings.h"
-#include "operator/http_get.h"
-#include "operator/http_server.h"
 #include "support/fake_lock.h"
 #include "support/fake_transport.h"
+#include "support/http_get.h"
 
 namespace singleton::op {
 namespace {
@@ -51,7 +51,7 @@ TEST(LeaderGateTest, ShutdownClosesForGoodEvenWhileLeading) {
 
 TEST(LeaderGateTest, IsAWriteGate) {
   LeaderGate gate;
-  const WriteGate& as_interface = gate;
+  const controller::WriteGate& as_interface = gate;
   gate.open(fencing::FencingToken(3));
   EXPECT_TRUE(as_interface.mayWrite());
   EXPECT_EQ(as_interface.term(), fencing::FencingToken(3));
@@ -384,7 +384,7 @@ TEST_F(ManagerTest, EndpointsCanBeDisabled) {
 }
 
 TEST_F(ManagerTest, AnAddressInUseFailsRunBeforeCampaigning) {
-  HttpServer squatter("squatter");
+  controller::HttpServer squatter("squatter");
   ASSERT_TRUE(squatter.start("127.0.0.1:0").ok());
   Options o = options();
   o.metrics_bind_address = "127.0.0.1:" + std::to_string(squatter.port());

@@ -14,7 +14,7 @@ namespace {
 
 using testing::Harness;
 using testing::kNs;
-using Action = ReconcileResult::Action;
+using Action = controller::ReconcileResult::Action;
 
 // Every write of one failover reconcile, failed in turn: before it is applied, and after (the answer lost).
 struct Fault {

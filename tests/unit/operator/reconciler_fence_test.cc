@@ -14,18 +14,18 @@ using testing::FakeCluster;
 using testing::FakeGate;
 using testing::Harness;
 using testing::kNs;
-using Action = ReconcileResult::Action;
+using Action = controller::ReconcileResult::Action;
 
 // A second operator replica on the same cluster and caches: its own reconciler (its own memory) and gate.
 struct OtherReplica {
   explicit OtherReplica(Harness& h, long long term) : reconciler(h.client, h.informers, h.recorder, metrics, h.clock) {
     gate.term_value = term;
   }
-  ReconcileResult reconcile(Harness& h, const std::string& name) {
+  controller::ReconcileResult reconcile(Harness& h, const std::string& name) {
     h.sync();
     return reconciler.reconcile(std::string(kNs) + "/" + name, gate);
   }
-  Registry metrics;
+  controller::Registry metrics;
   Reconciler reconciler;
   FakeGate gate;
 };
@@ -112,7 +112,7 @@ TEST(ReconcilerFenceTest, PodsStampedByANewerTermStopEveryLabelWrite) {
   }
   h.setReady("w-0", false);
   const int pod_patches = podPatches(h);
-  const ReconcileResult result = h.reconcile("w");
+  const controller::ReconcileResult result = h.reconcile("w");
   EXPECT_EQ(result.action, Action::kRequeueAfter);
   EXPECT_EQ(result.after, Reconciler::kStaleTermRecheck);
   EXPECT_EQ(podPatches(h), pod_patches);
@@ -128,7 +128,7 @@ TEST(ReconcilerFenceTest, ARefusedLabelWriteRereadsAndDecidesAgain) {
   // Behind the cache's back, a newer term stamped w-0.
   h.cluster->modify(kube::kPods, kNs, "w-0",
                     [](Json& p) { p["metadata"]["annotations"][kAnnotationOperatorTerm] = "9"; });
-  const ReconcileResult result = h.reconcileStale("w");
+  const controller::ReconcileResult result = h.reconcileStale("w");
   EXPECT_EQ(result.action, Action::kRequeueAfter);
   EXPECT_EQ(result.after, Reconciler::kStaleTermRecheck);
   EXPECT_EQ(h.leaders(), std::vector<std::string>{"w-0"});  // the demotion was refused, w-1 never promoted

@@ -8,10 +8,10 @@
 
 #include <gtest/gtest.h>
 
+#include "controller/events.h"
 #include "fake_cluster.h"
 #include "kube/client.h"
 #include "kube/resource.h"
-#include "operator/events.h"
 #include "operator/informers.h"
 #include "operator/reconciler.h"
 #include "operator/workload.h"
@@ -21,7 +21,7 @@ namespace singleton::op::testing {
 using singleton::testing::FakeCluster;
 inline constexpr const char* kNs = "prod";
 
-class FakeGate final : public WriteGate {
+class FakeGate final : public controller::WriteGate {
  public:
   bool mayWrite() const override { return may_write.load(); }
   fencing::FencingToken term() const override { return fencing::FencingToken(term_value.load()); }
@@ -41,7 +41,7 @@ class Harness {
   Harness()
       : cluster(std::make_shared<FakeCluster>(clock)),
         client(cluster),
-        recorder(client, clock, EventRecorderOptions{.instance = "operator-0"}),
+        recorder(client, clock, controller::EventRecorderOptions{.instance = "operator-0"}),
         reconciler(client, informers, recorder, metrics, clock) {}
 
   Json addWorkload(const std::string& name, int replicas, const Json& extra_spec = Json::object()) {
@@ -72,12 +72,12 @@ class Harness {
   void trackPodCacheRevision() {
     informers.pods_resource_version = [this] { return pods_revision; };
   }
-  ReconcileResult reconcile(const std::string& name) {
+  controller::ReconcileResult reconcile(const std::string& name) {
     sync();
     return reconcileStale(name);
   }
   // Without refreshing the caches first: they show what they showed.
-  ReconcileResult reconcileStale(const std::string& name) {
+  controller::ReconcileResult reconcileStale(const std::string& name) {
     return reconciler.reconcile(std::string(kNs) + "/" + name, gate);
   }
 
@@ -87,8 +87,9 @@ class Harness {
     for (int round = 0; round < max_rounds; ++round) {
       if (kubelet) startPods();
       const int before = cluster->writeCount();
-      const ReconcileResult result = reconcile(name);
-      if (cluster->writeCount() == before && result.action == ReconcileResult::Action::kForget) return round;
+      const controller::ReconcileResult result = reconcile(name);
+      if (cluster->writeCount() == before && result.action == controller::ReconcileResult::Action::kForget)
+        return round;
     }
     return -1;
   }
@@ -166,7 +167,9 @@ class Harness {
   }
   // Writes to pods, Leases and workloads: what the reconciler does, without the (best-effort) events.
   int stateWrites() const { return cluster->writeCount() - cluster->writeCount("/events"); }
-  double counter(const std::string& name, const Labels& labels) { return metrics.counter(name, "", labels).value(); }
+  double counter(const std::string& name, const controller::Labels& labels) {
+    return metrics.counter(name, "", labels).value();
+  }
 
   // A workload with `replicas` Ready pods and w-0 leading (token 0).
   void steadyWorkload(const std::string& name, int replicas, const Json& extra_spec = Json::object()) {
@@ -180,8 +183,8 @@ class Harness {
   std::shared_ptr<FakeCluster> cluster;
   kube::Client client;
   Informers informers;
-  Registry metrics;
-  ApiEventRecorder recorder;
+  controller::Registry metrics;
+  controller::ApiEventRecorder recorder;
   Reconciler reconciler;
   FakeGate gate;
   std::string pods_revision;

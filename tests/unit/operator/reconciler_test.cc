@@ -9,7 +9,7 @@ namespace {
 
 using testing::Harness;
 using testing::kNs;
-using Action = ReconcileResult::Action;
+using Action = controller::ReconcileResult::Action;
 
 class ReconcilerTest : public ::testing::Test {
  protected:
@@ -21,7 +21,7 @@ class ReconcilerTest : public ::testing::Test {
 
 TEST_F(ReconcilerTest, CreatesPodsWithOwnerReferencesAndNoLeaderUntilOneIsReady) {
   const Json workload = h.addWorkload("w", 3);
-  const ReconcileResult created_pass = h.reconcile("w");
+  const controller::ReconcileResult created_pass = h.reconcile("w");
   // The status waits for the new pods' first changes (or a second): it would be rewritten at once.
   EXPECT_EQ(created_pass.action, Action::kRequeueAfter);
   EXPECT_EQ(created_pass.after, Reconciler::kStatusAfterCreate);
@@ -129,7 +129,7 @@ TEST_P(FailoverTest, MovesTheLeaseThenTheLabelsWithTheNextToken) {
   EXPECT_EQ(h.status("w")["leader"], "w-1");
   EXPECT_EQ(h.status("w")["fencingToken"], 1);
   EXPECT_TRUE(h.status("w").contains("lastFailoverTime"));
-  EXPECT_EQ(h.metrics.histogram("singleton_failover_duration_seconds", "", latencyBuckets()).count(), 1u);
+  EXPECT_EQ(h.metrics.histogram("singleton_failover_duration_seconds", "", controller::latencyBuckets()).count(), 1u);
   EXPECT_EQ(h.metrics.gauge("singleton_workload_fencing_token", "", {{"namespace", kNs}, {"name", "w"}}).value(), 1);
 
   // And it settles: the deleted pod comes back as a standby, then nothing more is written.
@@ -182,7 +182,7 @@ TEST_F(ReconcilerTest, NoReadyPodMeansNoLeaderThenTheNextReadyPodLeadsWithAHighe
   EXPECT_EQ(h.leaders(), std::vector<std::string>{"w-2"});
   EXPECT_EQ(h.token("w-2"), "1");
   // The failover that began when w-0 went NotReady ends here.
-  EXPECT_EQ(h.metrics.histogram("singleton_failover_duration_seconds", "", latencyBuckets()).count(), 1u);
+  EXPECT_EQ(h.metrics.histogram("singleton_failover_duration_seconds", "", controller::latencyBuckets()).count(), 1u);
 }
 
 TEST_F(ReconcilerTest, SwitchoverToAReadyPodMovesLeadershipAndRemovesTheAnnotation) {
@@ -234,7 +234,7 @@ TEST_F(ReconcilerTest, StaleOperatorTermMakesNoWrites) {
   h.gate.term_value = 3;
   h.cluster->erase(kube::kPods, kNs, "w-0");  // a failover would be due
   const int before = h.cluster->writeCount();
-  const ReconcileResult result = h.reconcile("w");
+  const controller::ReconcileResult result = h.reconcile("w");
   EXPECT_EQ(result.action, Action::kRequeueAfter);
   EXPECT_EQ(result.after, Reconciler::kStaleTermRecheck);
   EXPECT_EQ(h.cluster->writeCount(), before);
@@ -249,7 +249,7 @@ TEST_F(ReconcilerTest, StaleOperatorTermMakesNoWrites) {
 TEST_F(ReconcilerTest, ClosedGateMakesNoWrites) {
   h.addWorkload("w", 3);
   h.gate.may_write = false;
-  const ReconcileResult result = h.reconcile("w");
+  const controller::ReconcileResult result = h.reconcile("w");
   EXPECT_EQ(result.action, Action::kRequeueAfter);
   EXPECT_EQ(h.cluster->writeCount(), 0);
 }

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace singleton::op {
+namespace singleton::controller {
 
 using Labels = std::map<std::string, std::string>;
 
@@ -83,4 +83,4 @@ class Registry {
 // Default latency buckets in seconds, from 1 ms to 10 s.
 std::vector<double> latencyBuckets();
 
-}  // namespace singleton::op
+}  // namespace singleton::controller

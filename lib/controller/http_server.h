@@ -15,7 +15,7 @@
 
 #include "util/result.h"
 
-namespace singleton::op {
+namespace singleton::controller {
 
 // "host:port", ":port" (all interfaces) or "[v6]:port", as Go's net.Listen takes it. Port 0 picks a free port.
 struct BindAddress {
@@ -75,4 +75,4 @@ class HttpServer {
   bool stopping_ = false;
 };
 
-}  // namespace singleton::op
+}  // namespace singleton::controller

@@ -1,9 +1,10 @@
-// The operator's logs: one JSON object per line (default) or spdlog's plain text, on stderr.
+// Structured logs for the binaries and the library: one JSON object per line (default) or spdlog's plain text, on
+// stderr.
 //
 //   {"ts":"2026-01-02T15:04:05.123Z","level":"info","logger":"controller","msg":"reconciled",
 //    "object":{"name":"web","namespace":"prod"},"token":7}
 //
-// Structured fields travel next to the message: op::log::info("reconciled", {.object = {ns, name}}). Plain
+// Structured fields travel next to the message: log::info("reconciled", {.object = {ns, name}}). Plain
 // spdlog::info(...) calls (the library's) become JSON lines too, since the formatter sits on the sink; they just
 // carry no fields.
 #pragma once
@@ -20,7 +21,7 @@
 
 #include "util/result.h"
 
-namespace singleton::op::log {
+namespace singleton::log {
 
 enum class Format { kJson, kText };
 
@@ -74,9 +75,9 @@ util::Result<spdlog::level::level_enum> parseLevel(std::string_view text);
 std::unique_ptr<spdlog::formatter> makeFormatter(Format format);
 
 // Makes a synchronous logger named `name` on `sink` (stderr when null) the process's default logger, for both
-// op::log and plain spdlog calls. Call once at start-up, before other threads log; tests call it with an ostream
+// log:: and plain spdlog calls. Call once at start-up, before other threads log; tests call it with an ostream
 // sink.
 void setup(Format format, spdlog::level::level_enum level, spdlog::sink_ptr sink = nullptr,
            const std::string& name = "singleton-operator");
 
-}  // namespace singleton::op::log
+}  // namespace singleton::log

@@ -1,8 +1,9 @@
-#include "operator/work_queue.h"
+#include "controller/work_queue.h"
 
 #include <algorithm>
+#include <utility>
 
-namespace singleton::op {
+namespace singleton::controller {
 namespace {
 
 // A get() with nothing delayed still wakes this often to re-read the clock; adds notify it at once anyway.
@@ -10,8 +11,8 @@ constexpr util::Millis kIdleWait{60'000};
 
 }  // namespace
 
-WorkQueue::WorkQueue(const util::Clock& clock, Gauge* depth, WorkQueueOptions options)
-    : clock_(clock), depth_(depth), options_(options) {
+WorkQueue::WorkQueue(const util::Clock& clock, DepthCallback depth, WorkQueueOptions options)
+    : clock_(clock), depth_(std::move(depth)), options_(options) {
   publishDepthLocked();
 }
 
@@ -164,7 +165,7 @@ void WorkQueue::promoteDueLocked() {
 }
 
 void WorkQueue::publishDepthLocked() {
-  if (depth_) depth_->set(static_cast<double>(queue_.size()));
+  if (depth_) depth_(queue_.size());
 }
 
-}  // namespace singleton::op
+}  // namespace singleton::controller

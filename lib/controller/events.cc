@@ -1,12 +1,14 @@
-#include "operator/events.h"
+#include "controller/events.h"
 
 #include <cstdio>
 
-#include "operator/logging.h"
+#include "util/log.h"
 #include "util/time_format.h"
 
-namespace singleton::op {
+namespace singleton::controller {
 namespace {
+
+using Json = nlohmann::json;
 
 const log::Logger kLog("events");
 
@@ -17,9 +19,9 @@ const char* typeName(EventType type) { return type == EventType::kWarning ? "War
 ApiEventRecorder::ApiEventRecorder(kube::Client& client, const util::Clock& clock, EventRecorderOptions options)
     : client_(client), clock_(clock), options_(std::move(options)) {}
 
-void ApiEventRecorder::record(const Workload& workload, EventType type, const std::string& reason,
+void ApiEventRecorder::record(const kube::ObjectReference& object, EventType type, const std::string& reason,
                               const std::string& message) {
-  const std::string key = workload.ns + "\n" + workload.uid + "\n" + typeName(type) + "\n" + reason + "\n" + message;
+  const std::string key = object.ns + "\n" + object.uid + "\n" + typeName(type) + "\n" + reason + "\n" + message;
   const util::MonoTime now = clock_.now();
   const std::string timestamp = util::formatTime(clock_.wallNow());
 
@@ -33,7 +35,7 @@ void ApiEventRecorder::record(const Workload& workload, EventType type, const st
   if (previous) {
     // Fold the repeat into the existing object; if it is gone (events expire after an hour), start a new one.
     const Json patch = {{"count", previous->count + 1}, {"lastTimestamp", timestamp}};
-    auto patched = client_.mergePatch(kube::kEvents, workload.ns, previous->name, patch);
+    auto patched = client_.mergePatch(kube::kEvents, object.ns, previous->name, patch);
     if (patched.ok()) {
       std::lock_guard lock(mutex_);
       Seen& seen = seen_[key];
@@ -44,19 +46,19 @@ void ApiEventRecorder::record(const Workload& workload, EventType type, const st
     }
     if (patched.error().code != util::ErrorCode::kNotFound) {
       kLog.warn("could not update event " + reason,
-                {.err = patched.error().describe(), .object = {workload.ns, workload.name}});
+                {.err = patched.error().describe(), .object = {object.ns, object.name}});
       return;
     }
   }
 
-  std::string name = create(workload, type, reason, message, timestamp);
+  std::string name = create(object, type, reason, message, timestamp);
   if (name.empty()) return;
   std::lock_guard lock(mutex_);
   seen_[key] = Seen{std::move(name), 1, timestamp, now};
   pruneLocked();
 }
 
-std::string ApiEventRecorder::create(const Workload& workload, EventType type, const std::string& reason,
+std::string ApiEventRecorder::create(const kube::ObjectReference& object, EventType type, const std::string& reason,
                                      const std::string& message, const std::string& timestamp) {
   std::uint64_t sequence;
   {
@@ -67,14 +69,14 @@ std::string ApiEventRecorder::create(const Workload& workload, EventType type, c
   const auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.wallNow().time_since_epoch());
   char suffix[32];
   std::snprintf(suffix, sizeof suffix, "%llx", static_cast<unsigned long long>(nanos.count()) + sequence);
-  std::string name = workload.name + "." + suffix;
+  std::string name = object.name + "." + suffix;
 
   Json source = {{"component", options_.component}};
   if (!options_.instance.empty()) source["host"] = options_.instance;
   Json event = {{"apiVersion", "v1"},
                 {"kind", "Event"},
-                {"metadata", {{"name", name}, {"namespace", workload.ns}}},
-                {"involvedObject", workload.objectReference()},
+                {"metadata", {{"name", name}, {"namespace", object.ns}}},
+                {"involvedObject", object.toJson()},
                 {"reason", reason},
                 {"message", message},
                 {"type", typeName(type)},
@@ -84,10 +86,10 @@ std::string ApiEventRecorder::create(const Workload& workload, EventType type, c
                 {"firstTimestamp", timestamp},
                 {"lastTimestamp", timestamp}};
   if (!options_.instance.empty()) event["reportingInstance"] = options_.instance;
-  auto created = client_.create(kube::kEvents, workload.ns, event);
+  auto created = client_.create(kube::kEvents, object.ns, event);
   if (!created.ok()) {
     kLog.warn("could not record event " + reason,
-              {.err = created.error().describe(), .object = {workload.ns, workload.name}});
+              {.err = created.error().describe(), .object = {object.ns, object.name}});
     return "";
   }
   return name;
@@ -101,4 +103,4 @@ void ApiEventRecorder::pruneLocked() {
   if (seen_.size() > options_.max_tracked) seen_.clear();
 }
 
-}  // namespace singleton::op
+}  // namespace singleton::controller

@@ -1,4 +1,4 @@
-#include "operator/logging.h"
+#include "util/log.h"
 
 #include <spdlog/details/log_msg.h>
 #include <spdlog/pattern_formatter.h>
@@ -11,7 +11,7 @@
 
 #include "util/time_format.h"
 
-namespace singleton::op::log {
+namespace singleton::log {
 namespace {
 
 // spdlog's log_msg has no room for fields, so Logger::write hands them to the formatter through the calling thread:
@@ -196,4 +196,4 @@ void setup(Format format, spdlog::level::level_enum level, spdlog::sink_ptr sink
   spdlog::set_default_logger(std::move(logger));
 }
 
-}  // namespace singleton::op::log
+}  // namespace singleton::log

@@ -1,4 +1,4 @@
-// Kubernetes Events about SingletonWorkloads (core/v1 Event, involvedObject = the workload), for `kubectl describe`.
+// Kubernetes Events about any object (core/v1 Event, involvedObject = an ObjectReference), for `kubectl describe`.
 // Best effort: a failure is logged and never fails a reconcile. Repeats of the same event within a window are folded
 // into one object (count, lastTimestamp), as client-go's recorder does, so a flapping pod does not flood etcd.
 #pragma once
@@ -9,10 +9,10 @@
 #include <string>
 
 #include "kube/client.h"
-#include "operator/workload.h"
+#include "kube/object.h"
 #include "util/clock.h"
 
-namespace singleton::op {
+namespace singleton::controller {
 
 enum class EventType { kNormal, kWarning };
 
@@ -20,7 +20,7 @@ class EventRecorder {
  public:
   virtual ~EventRecorder() = default;
   // `reason` is CamelCase (LeaderElected, Failover, ...); `message` is for humans.
-  virtual void record(const Workload& workload, EventType type, const std::string& reason,
+  virtual void record(const kube::ObjectReference& object, EventType type, const std::string& reason,
                       const std::string& message) = 0;
 };
 
@@ -34,7 +34,8 @@ struct EventRecorderOptions {
 class ApiEventRecorder final : public EventRecorder {
  public:
   ApiEventRecorder(kube::Client& client, const util::Clock& clock, EventRecorderOptions options = {});
-  void record(const Workload& workload, EventType type, const std::string& reason, const std::string& message) override;
+  void record(const kube::ObjectReference& object, EventType type, const std::string& reason,
+              const std::string& message) override;
 
  private:
   struct Seen {
@@ -45,16 +46,16 @@ class ApiEventRecorder final : public EventRecorder {
   };
 
   // Creates a new Event object; returns its name, or "" on failure.
-  std::string create(const Workload& workload, EventType type, const std::string& reason, const std::string& message,
-                     const std::string& timestamp);
+  std::string create(const kube::ObjectReference& object, EventType type, const std::string& reason,
+                     const std::string& message, const std::string& timestamp);
   void pruneLocked();
 
   kube::Client& client_;
   const util::Clock& clock_;
   EventRecorderOptions options_;
   std::mutex mutex_;
-  std::map<std::string, Seen> seen_;  // by namespace, workload uid, type, reason and message
+  std::map<std::string, Seen> seen_;  // by namespace, object uid, type, reason and message
   std::uint64_t sequence_ = 0;
 };
 
-}  // namespace singleton::op
+}  // namespace singleton::controller

@@ -1,4 +1,4 @@
-#include "operator/logging.h"
+#include "util/log.h"
 
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-namespace singleton::op::log {
+namespace singleton::log {
 namespace {
 
 using nlohmann::json;
@@ -182,4 +182,4 @@ TEST(LoggingParseTest, FormatsAndLevels) {
 }
 
 }  // namespace
-}  // namespace singleton::op::log
+}  // namespace singleton::log

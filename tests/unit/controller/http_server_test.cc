@@ -1,4 +1,4 @@
-#include "operator/http_server.h"
+#include "controller/http_server.h"
 
 #include <gtest/gtest.h>
 
@@ -6,9 +6,9 @@
 #include <thread>
 #include <vector>
 
-#include "operator/http_get.h"
+#include "support/http_get.h"
 
-namespace singleton::op {
+namespace singleton::controller {
 namespace {
 
 using namespace std::chrono_literals;
@@ -169,4 +169,4 @@ TEST(HttpServerBindTest, StopWithoutStartIsHarmless) {
 }
 
 }  // namespace
-}  // namespace singleton::op
+}  // namespace singleton::controller

@@ -1,4 +1,4 @@
-#include "operator/http_server.h"
+#include "controller/http_server.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -13,9 +13,9 @@
 #include <chrono>
 #include <cstring>
 
-#include "operator/logging.h"
+#include "util/log.h"
 
-namespace singleton::op {
+namespace singleton::controller {
 namespace {
 
 // A few workers, so one slow client cannot hold up a kubelet probe; a bounded queue, so a flood cannot exhaust
@@ -326,4 +326,4 @@ void HttpServer::serve(int fd) {
   writeAll(fd, renderResponse(response, head_only), deadline);
 }
 
-}  // namespace singleton::op
+}  // namespace singleton::controller

@@ -1,8 +1,8 @@
-#include "operator/recent_writes.h"
+#include "controller/recent_writes.h"
 
-#include "operator/workload.h"
+#include "kube/object.h"
 
-namespace singleton::op {
+namespace singleton::controller {
 
 RecentWrites::RecentWrites(const util::Clock& clock, util::Millis ttl) : clock_(clock), ttl_(ttl) {}
 
@@ -13,7 +13,7 @@ void RecentWrites::record(const std::string& key, const std::string& base_versio
   std::string base = base_version;
   // A second write on top of our first, before the cache saw either: the cache still shows the first one's base.
   if (const auto it = entries_.find(key);
-      it != entries_.end() && metaString(it->second.written, "resourceVersion") == base_version) {
+      it != entries_.end() && kube::metaString(it->second.written, "resourceVersion") == base_version) {
     base = it->second.base_version;
   }
   entries_[key] = Entry{std::move(base), std::move(written), now};
@@ -23,7 +23,7 @@ std::optional<nlohmann::json> RecentWrites::resolve(const std::string& key, std:
   std::lock_guard lock(mutex_);
   const auto it = entries_.find(key);
   if (it == entries_.end()) return cached;
-  const std::string cached_version = cached ? metaString(*cached, "resourceVersion") : "";
+  const std::string cached_version = cached ? kube::metaString(*cached, "resourceVersion") : "";
   if (cached_version == it->second.base_version && clock_.now() - it->second.at < ttl_) return it->second.written;
   // The cache has moved on (or our entry is too old to trust): from here the cache is the truth.
   entries_.erase(it);
@@ -48,4 +48,4 @@ void RecentWrites::pruneLocked(util::MonoTime now) {
   std::erase_if(entries_, [&](const auto& entry) { return now - entry.second.at >= ttl_; });
 }
 
-}  // namespace singleton::op
+}  // namespace singleton::controller

@@ -1,10 +1,10 @@
-#include "operator/metrics.h"
+#include "controller/metrics.h"
 
 #include <cassert>
 #include <cmath>
 #include <sstream>
 
-namespace singleton::op {
+namespace singleton::controller {
 namespace {
 
 std::string escapeLabel(const std::string& v) {
@@ -158,4 +158,4 @@ std::vector<double> latencyBuckets() {
   return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 }
 
-}  // namespace singleton::op
+}  // namespace singleton::controller

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -17,10 +18,9 @@
 #include <string>
 #include <unordered_map>
 
-#include "operator/metrics.h"
 #include "util/clock.h"
 
-namespace singleton::op {
+namespace singleton::controller {
 
 struct WorkQueueOptions {
   util::Millis base_delay{5};      // the first rate-limited retry
@@ -29,8 +29,11 @@ struct WorkQueueOptions {
 
 class WorkQueue {
  public:
-  // `depth` (optional) follows the number of keys ready to be handed out.
-  explicit WorkQueue(const util::Clock& clock, Gauge* depth = nullptr, WorkQueueOptions options = {});
+  // Called with the number of keys ready to be handed out whenever it may have changed (a metric's gauge, say);
+  // under the queue's lock, so it must be quick and must not call back into the queue.
+  using DepthCallback = std::function<void(std::size_t depth)>;
+
+  explicit WorkQueue(const util::Clock& clock, DepthCallback depth = {}, WorkQueueOptions options = {});
   WorkQueue(const WorkQueue&) = delete;
   WorkQueue& operator=(const WorkQueue&) = delete;
 
@@ -69,7 +72,7 @@ class WorkQueue {
   void publishDepthLocked();
 
   const util::Clock& clock_;
-  Gauge* depth_;
+  DepthCallback depth_;
   WorkQueueOptions options_;
 
   mutable std::mutex mutex_;
@@ -84,4 +87,4 @@ class WorkQueue {
   bool shutting_down_ = false;
 };
 
-}  // namespace singleton::op
+}  // namespace singleton::controller

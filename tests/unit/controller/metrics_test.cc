@@ -1,4 +1,4 @@
-#include "operator/metrics.h"
+#include "controller/metrics.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-namespace singleton::op {
+namespace singleton::controller {
 namespace {
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
@@ -129,4 +129,4 @@ TEST(MetricsTest, ConcurrentUpdatesAndRendersAreSafe) {
 }
 
 }  // namespace
-}  // namespace singleton::op
+}  // namespace singleton::controller

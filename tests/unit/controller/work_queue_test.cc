@@ -1,4 +1,4 @@
-#include "operator/work_queue.h"
+#include "controller/work_queue.h"
 
 #include <gtest/gtest.h>
 
@@ -7,9 +7,10 @@
 #include <thread>
 #include <vector>
 
+#include "controller/metrics.h"
 #include "support/fake_lock.h"
 
-namespace singleton::op {
+namespace singleton::controller {
 namespace {
 
 using namespace std::chrono_literals;
@@ -20,7 +21,7 @@ class WorkQueueTest : public ::testing::Test {
   util::FakeClock clock_;
   Registry registry_;
   Gauge& depth_ = registry_.gauge("workqueue_depth", "depth");
-  WorkQueue queue_{clock_, &depth_};
+  WorkQueue queue_{clock_, [this](std::size_t depth) { depth_.set(static_cast<double>(depth)); }};
 };
 
 TEST_F(WorkQueueTest, HandsOutKeysInOrderAndDeduplicates) {
@@ -204,4 +205,4 @@ TEST_F(WorkQueueTest, NeverHandsOneKeyToTwoWorkersAtOnce) {
 }
 
 }  // namespace
-}  // namespace singleton::op
+}  // namespace singleton::controller

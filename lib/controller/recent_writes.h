@@ -16,7 +16,7 @@
 
 #include "util/clock.h"
 
-namespace singleton::op {
+namespace singleton::controller {
 
 class RecentWrites {
  public:
@@ -46,4 +46,4 @@ class RecentWrites {
   util::MonoTime last_prune_{};
 };
 
-}  // namespace singleton::op
+}  // namespace singleton::controller
