@@ -1,8 +1,8 @@
 // The leader Service, and step 8: the status, written only when it differs from what the workload shows (steady
 // state makes no writes), with conditions Ready / LeaderElected / Progressing.
-#include "operator/informers.h"
-#include "operator/reconcile_context.h"
-#include "operator/reconciler.h"
+#include "operator/workload/informers.h"
+#include "operator/workload/reconcile_context.h"
+#include "operator/workload/reconciler.h"
 #include "util/log.h"
 #include "util/time_format.h"
 

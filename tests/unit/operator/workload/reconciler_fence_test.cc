@@ -4,7 +4,7 @@
 // again above every token seen, with a Warning event.
 #include <gtest/gtest.h>
 
-#include "operator/reconcile_context.h"
+#include "operator/workload/reconcile_context.h"
 #include "reconciler_harness.h"
 
 namespace singleton::op {

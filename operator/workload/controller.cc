@@ -1,7 +1,7 @@
 // The controller: four informers (Reflector + Cache) whose listeners enqueue workload keys, a work queue, and
 // workers (controller::ReconcileLoop, where the reconcile outcome decides the requeue) that run the reconciler while
 // this replica leads.
-#include "operator/controller.h"
+#include "operator/workload/controller.h"
 
 #include <algorithm>
 #include <charconv>
@@ -13,9 +13,9 @@
 #include "controller/reconcile_loop.h"
 #include "controller/work_queue.h"
 #include "kube/client.h"
-#include "operator/informers.h"
-#include "operator/reconciler.h"
-#include "operator/workload.h"
+#include "operator/workload/informers.h"
+#include "operator/workload/reconciler.h"
+#include "operator/workload/workload.h"
 #include "util/log.h"
 #include "watch/reflector.h"
 

@@ -9,12 +9,12 @@
 #include <gtest/gtest.h>
 
 #include "controller/events.h"
-#include "fake_cluster.h"
 #include "kube/client.h"
 #include "kube/resource.h"
-#include "operator/informers.h"
-#include "operator/reconciler.h"
-#include "operator/workload.h"
+#include "operator/workload/informers.h"
+#include "operator/workload/reconciler.h"
+#include "operator/workload/workload.h"
+#include "support/fake_cluster.h"
 
 namespace singleton::op::testing {
 

@@ -12,8 +12,8 @@
 // floor below which no fencing token is issued again (a deleted or regressed Lease).
 #include <algorithm>
 
-#include "operator/reconcile_context.h"
-#include "operator/reconciler.h"
+#include "operator/workload/reconcile_context.h"
+#include "operator/workload/reconciler.h"
 #include "util/log.h"
 
 namespace singleton::op {

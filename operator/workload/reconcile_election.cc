@@ -11,8 +11,8 @@
 // workload every pod carries its stamp, and every label write tests that stamp (reconcile_fence.cc).
 #include <climits>
 
-#include "operator/reconcile_context.h"
-#include "operator/reconciler.h"
+#include "operator/workload/reconcile_context.h"
+#include "operator/workload/reconciler.h"
 #include "util/log.h"
 
 namespace singleton::op {

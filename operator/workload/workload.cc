@@ -1,4 +1,4 @@
-#include "operator/workload.h"
+#include "operator/workload/workload.h"
 
 #include <charconv>
 #include <cstdio>

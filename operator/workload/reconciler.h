@@ -21,8 +21,8 @@
 #include "controller/reconciler.h"
 #include "controller/write_gate.h"
 #include "kube/client.h"
-#include "operator/informers.h"
-#include "operator/workload.h"
+#include "operator/workload/informers.h"
+#include "operator/workload/workload.h"
 #include "util/clock.h"
 
 namespace singleton::op {

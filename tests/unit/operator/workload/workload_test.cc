@@ -1,8 +1,8 @@
-#include "operator/workload.h"
+#include "operator/workload/workload.h"
 
 #include <gtest/gtest.h>
 
-#include "operator/informers.h"
+#include "operator/workload/informers.h"
 #include "util/time_format.h"
 
 namespace singleton::op {

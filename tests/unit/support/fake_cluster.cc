@@ -1,4 +1,4 @@
-#include "fake_cluster.h"
+#include "support/fake_cluster.h"
 
 #include <sstream>
 

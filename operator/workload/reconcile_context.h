@@ -12,7 +12,7 @@
 #include "controller/events.h"
 #include "controller/write_gate.h"
 #include "kube/lease.h"
-#include "operator/workload.h"
+#include "operator/workload/workload.h"
 
 namespace singleton::op {
 

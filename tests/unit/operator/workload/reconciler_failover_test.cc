@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <limits>
 
-#include "operator/reconcile_context.h"
+#include "operator/workload/reconcile_context.h"
 #include "reconciler_harness.h"
 
 namespace singleton::op {

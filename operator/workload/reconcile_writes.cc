@@ -1,9 +1,9 @@
 // Every API write of the reconciler. Each checks the write gate first (this replica still leads), updates the
 // reconcile's context with what the API returned (later steps and the status see the result), and records it in
 // RecentWrites (the next reconcile sees it even before the watch delivers it).
-#include "operator/informers.h"
-#include "operator/reconcile_context.h"
-#include "operator/reconciler.h"
+#include "operator/workload/informers.h"
+#include "operator/workload/reconcile_context.h"
+#include "operator/workload/reconciler.h"
 #include "util/log.h"
 #include "util/time_format.h"
 

@@ -1,6 +1,6 @@
-#include "operator/informers.h"
+#include "operator/workload/informers.h"
 
-#include "operator/workload.h"
+#include "operator/workload/workload.h"
 
 namespace singleton::op {
 

@@ -2,8 +2,8 @@
 #include <iostream>
 #include <stop_token>
 
-#include "operator/manager.h"
-#include "operator/options.h"
+#include "operator/app/manager.h"
+#include "operator/app/options.h"
 #include "util/flags.h"
 #include "util/log.h"
 #include "util/signals.h"

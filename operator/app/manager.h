@@ -14,8 +14,8 @@
 #include "election/leader_elector.h"
 #include "election/lock.h"
 #include "kube/transport.h"
-#include "operator/controller.h"
-#include "operator/options.h"
+#include "operator/app/options.h"
+#include "operator/workload/controller.h"
 #include "util/clock.h"
 #include "util/result.h"
 

@@ -1,14 +1,14 @@
 // The whole controller on the fake API, with real watches: informers sync, workers reconcile from events, a leader
 // failover happens, and runWorkers can be started again after it returned.
-#include "operator/controller.h"
+#include "operator/workload/controller.h"
 
 #include <gtest/gtest.h>
 
 #include <thread>
 
-#include "fake_cluster.h"
-#include "operator/workload.h"
+#include "operator/workload/workload.h"
 #include "reconciler_harness.h"
+#include "support/fake_cluster.h"
 #include "support/fake_lock.h"
 
 namespace singleton::op {

@@ -1,11 +1,11 @@
-#include "operator/reconciler.h"
+#include "operator/workload/reconciler.h"
 
 #include <algorithm>
 #include <charconv>
 #include <limits>
 #include <set>
 
-#include "operator/reconcile_context.h"
+#include "operator/workload/reconcile_context.h"
 #include "util/log.h"
 
 namespace singleton::op {

@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <climits>
 
-#include "operator/reconcile_context.h"
-#include "operator/reconciler.h"
+#include "operator/workload/reconcile_context.h"
+#include "operator/workload/reconciler.h"
 
 namespace singleton::op {
 

@@ -1,4 +1,4 @@
-#include "operator/manager.h"
+#include "operator/app/manager.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "operator/options.h"
+#include "operator/app/options.h"
 
 #include <unistd.h>
 
