@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "kube/object.h"
+
 namespace singleton::kube {
 namespace {
 
@@ -29,14 +31,6 @@ void addParam(std::string& query, const char* name, const std::string& value) {
   query += name;
   query += '=';
   query += urlEncode(value);
-}
-
-std::string metadataString(const Json& object, const char* field) {
-  if (!object.is_object()) return "";
-  const auto metadata = object.find("metadata");
-  if (metadata == object.end() || !metadata->is_object()) return "";
-  const auto value = metadata->find(field);
-  return value != metadata->end() && value->is_string() ? value->get<std::string>() : "";
 }
 
 thread_local std::stop_token t_cancel_scope;  // NOLINT(cppcoreguidelines-avoid-non-const-global-variables)
@@ -91,15 +85,15 @@ util::Result<Json> Client::list(const Resource& resource, const std::string& ns,
 
 util::Result<Json> Client::create(const Resource& resource, const std::string& ns, const Json& object) {
   if (!object.is_object()) return util::makeError(ErrorCode::kInvalidArgument, "create: object is not a JSON object");
-  const std::string where = ns.empty() ? metadataString(object, "namespace") : ns;
+  const std::string where = ns.empty() ? metaString(object, "namespace") : ns;
   return call(makeRequest("POST", collectionPath(resource, where), object.dump(), kJson));
 }
 
 util::Result<Json> Client::update(const Resource& resource, const std::string& ns, const Json& object,
                                   const std::string& subresource) {
-  const std::string name = metadataString(object, "name");
+  const std::string name = metaString(object, "name");
   if (name.empty()) return util::makeError(ErrorCode::kInvalidArgument, "update: object has no metadata.name");
-  const std::string where = ns.empty() ? metadataString(object, "namespace") : ns;
+  const std::string where = ns.empty() ? metaString(object, "namespace") : ns;
   return call(makeRequest("PUT", objectPath(resource, where, name, subresource), object.dump(), kJson));
 }
 

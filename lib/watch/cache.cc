@@ -5,25 +5,16 @@
 
 #include <spdlog/spdlog.h>
 
+#include "kube/object.h"
+
 namespace singleton::watch {
-namespace {
-
-std::string metadataString(const Json& object, const char* field) {
-  if (!object.is_object()) return "";
-  const auto metadata = object.find("metadata");
-  if (metadata == object.end() || !metadata->is_object()) return "";
-  const auto value = metadata->find(field);
-  return value != metadata->end() && value->is_string() ? value->get<std::string>() : std::string();
-}
-
-}  // namespace
 
 std::string objectKey(const std::string& ns, const std::string& name) { return ns.empty() ? name : ns + "/" + name; }
 
 std::string objectKey(const Json& object) {
-  const std::string name = metadataString(object, "name");
+  const std::string name = kube::metaString(object, "name");
   if (name.empty()) return "";
-  return objectKey(metadataString(object, "namespace"), name);
+  return objectKey(kube::metaString(object, "namespace"), name);
 }
 
 void Cache::onReplace(std::vector<Json> objects, const std::string& resource_version) {
@@ -46,8 +37,8 @@ void Cache::onReplace(std::vector<Json> objects, const std::string& resource_ver
       const auto old = objects_.find(key);
       if (old == objects_.end()) {
         events.push_back({EventType::kAdded, object});
-      } else if (metadataString(old->second, "resourceVersion") != metadataString(object, "resourceVersion") ||
-                 metadataString(object, "resourceVersion").empty()) {
+      } else if (kube::metaString(old->second, "resourceVersion") != kube::metaString(object, "resourceVersion") ||
+                 kube::metaString(object, "resourceVersion").empty()) {
         // Without a resourceVersion (stripped by a transform) we cannot tell, so we report a change.
         events.push_back({EventType::kModified, object});
       }
