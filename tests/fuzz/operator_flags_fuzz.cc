@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "operator/options.h"
+#include "operator/app/options.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::vector<std::string> args(1);  // without the program name, as main() passes them

@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "operator/workload.h"
+#include "operator/workload/workload.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const auto object = nlohmann::json::parse(data, data + size, nullptr, /*allow_exceptions=*/false);
