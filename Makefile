@@ -17,7 +17,7 @@ help:
 	@echo "make demo           the operator on a local control plane: election, failover, fencing tokens"
 	@echo "make demo-elect     three singleton-elect candidates on one Lease: election, SIGKILL/SIGTERM takeover"
 	@echo "make test           everything from nothing: deps, format check, control plane, build, unit + integration tests,"
-	@echo "                    then the same tests under AddressSanitizer + UndefinedBehaviorSanitizer, then each fuzzer for 5 s"
+	@echo "                    then the same tests under AddressSanitizer + UndefinedBehaviorSanitizer, each fuzz target replaying its corpus"
 	@echo "make test-unit      unit tests only (no control plane)"
 	@echo "make bench-elector  singleton-elect vs client-go's leader-election example, side by side"
 	@echo "make bench-operator operator failover latency, idle writes, memory, cold start"
@@ -49,7 +49,6 @@ test: format-check control-plane build build-asan
 	  ctest --test-dir $(ASAN_BUILD_DIR) -j$(JOBS) -L unit --output-on-failure
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_BUILD_DIR) -L integration -j2 --output-on-failure
-	FUZZ_SECONDS=5 bash scripts/fuzz.sh
 
 test-asan: control-plane build-asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -64,7 +63,7 @@ demo-elect: control-plane build
 bench-elector: control-plane build
 	@bash e2e/bench/bench-elector.sh $(BUILD_DIR)
 
-# libFuzzer targets (tests/fuzz), built with clang in their own folder. `make test` runs each for a few seconds.
+# libFuzzer targets (tests/fuzz), built with clang in their own folder. `make test` replays their corpus (unit tests).
 fuzz: deps
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-120} bash scripts/fuzz.sh
 
