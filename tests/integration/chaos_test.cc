@@ -459,6 +459,7 @@ class Campaign {
   Clock::duration duration() const { return campaign_duration_; }
   const std::map<Kind, KindStats>& stats() const { return stats_; }
   const std::vector<std::string>& unexpectedExits() const { return unexpected_exits_; }
+  const std::vector<std::string>& injectionErrors() const { return injection_errors_; }
   int lostLeadershipExits() const { return lost_leadership_exits_; }
   int maxConcurrent() const { return max_concurrent_; }
   int noReadyReplica() const { return no_ready_replica_; }
@@ -626,7 +627,11 @@ class Campaign {
       if (active_[i].clear_at <= now) {
         Active a = std::move(active_[i]);
         active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(i));
-        a.clear();
+        try {
+          a.clear();
+        } catch (const std::exception& e) {
+          injection_errors_.push_back(std::string(info(a.kind).name) + " (clearing): " + e.what());
+        }
         pending_.push_back({a.kind, a.target, Clock::now()});
       } else {
         ++i;
@@ -699,7 +704,13 @@ class Campaign {
         }
         roll -= k.weight;
       }
-      if (tryInject(chosen->kind)) {
+      bool done = false;
+      try {
+        done = tryInject(chosen->kind);
+      } catch (const std::exception& e) {
+        injection_errors_.push_back(std::string(chosen->name) + ": " + e.what());
+      }
+      if (done) {
         ++injected_;
         ++stats_[chosen->kind].injected;
         max_concurrent_ = std::max(max_concurrent_, static_cast<int>(active_.size()));
@@ -949,6 +960,7 @@ class Campaign {
 
   std::map<Kind, KindStats> stats_;
   std::vector<std::string> unexpected_exits_;
+  std::vector<std::string> injection_errors_;  // a fault that could not be injected or cleared (set-up failure)
   int lost_leadership_exits_ = 0;
   bool kubelet_dead_ = false;
   int injected_ = 0;
@@ -1070,6 +1082,8 @@ TEST_F(ChaosTest, Campaign) {
   }
   for (const auto& f : final.failures) ADD_FAILURE() << f << " (seed " << seed << ")";
   for (const auto& e : campaign.unexpectedExits()) ADD_FAILURE() << e << " (seed " << seed << ")";
+  for (const auto& e : campaign.injectionErrors())
+    ADD_FAILURE() << "fault injection: " << e << " (seed " << seed << ")";
   EXPECT_EQ(campaign.injected(), cap ? campaign.injected() : faults);
   (void)total_unrecovered;
 }
