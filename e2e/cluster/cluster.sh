@@ -401,6 +401,11 @@ stop_all() { # dir
     [[ -n $pid ]] && pids+=("$pid")
   done
   ((${#pids[@]})) && stop_pids "$dir" "${pids[@]}"
+  # One the watchdog revived just before it stopped.
+  for name in kube-scheduler kube-controller-manager; do
+    pid=$(recorded_pid "$dir" "$name")
+    [[ -n $pid ]] && is_ours "$pid" "$dir" && stop_pids "$dir" "$pid"
+  done
   pid=$(recorded_pid "$dir" kube-apiserver)
   if [[ -n $pid ]]; then
     [[ -n ${S[APISERVER_PORT]:-} ]] || load_state "$dir" || true
@@ -712,12 +717,32 @@ cmd_status() {
   [[ -n $healthy ]]
 }
 
-# Runs detached; tears the cluster down once the owner process is gone.
+# kube-controller-manager and kube-scheduler exit on some errors while the apiserver is unreachable (the namespace
+# controller's discovery at start-up calls klog.Fatalf): tests that restart or freeze the apiserver would otherwise
+# lose them for good (no default ServiceAccount in new namespaces, so no pods). A kubelet restarts such static pods;
+# the watchdog does the same.
+revive_clients() { # dir
+  local dir=$1 name pid
+  for name in kube-controller-manager kube-scheduler; do
+    pid=$(recorded_pid "$dir" "$name")
+    [[ -n $pid ]] || continue
+    is_ours "$pid" "$dir" && continue
+    still_starting "$pid" && continue
+    wait "$pid" 2>/dev/null || true
+    log "$name (pid $pid) exited; starting it again (its log: $dir/logs/$name.log)"
+    load_state "$dir" || return 0
+    if [[ $name == kube-controller-manager ]]; then start_controller_manager "$dir"; else start_scheduler "$dir"; fi
+    save_state "$dir"
+  done
+}
+
+# Runs detached; revives the apiserver's clients, and tears the cluster down once the owner process is gone.
 cmd_watchdog() { # dir owner-pid owner-start
   local dir=$1 owner=$2 owner_start=$3
   while [[ $(proc_start "$owner") == "$owner_start" ]]; do
     sleep 0.5
     [[ -d $dir ]] || exit 0
+    revive_clients "$dir"
   done
   log "owner pid $owner exited; tearing down the cluster in $dir"
   if [[ -n ${SINGLETON_KEEP_CLUSTER:-} && ${SINGLETON_KEEP_CLUSTER} != 0 ]]; then

@@ -18,6 +18,10 @@
 // they would wait in the proxy and reach the apiserver when it heals. After the heal the replica re-acquires its
 // Lease and fails the workload over. The audit log must show no operator write to the workload's namespace between
 // the hold and that re-acquisition (the first operator-Lease write generated after the heal).
+// How it fails (checked on a build with the elector's deadline moved 10 s late in watchTerm and leadLoop, so the
+// workers run on through the hold): with LeaderGate::mayWrite as it is, 0 writes, the test passes (the gate shuts
+// at leadingUntil() by itself); with mayWrite also ignoring that deadline, 6 operator writes to the namespace were
+// sent during the hold and reached the apiserver at the heal, and the test fails.
 #include <gtest/gtest.h>
 #include <signal.h>
 
