@@ -9,6 +9,12 @@ export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 # Looked up when the recipe runs (deps installs it first); empty means no launcher.
 LAUNCHER = -DCMAKE_CXX_COMPILER_LAUNCHER="$$(command -v ccache)"
+# Line tables (-g1) are all the test builds need (stack traces with file:line) and cost a quarter less to compile than
+# full debug info. The sanitizer build at -O1 (AddressSanitizer's own advice) compiles in half the time of -O2 with
+# ASan + UBSan (the instrumented optimiser dominated `make test`: 48 s of CPU for tests/unit/agent/agent_test.cc at
+# -O2 -g, 25 s at -O1 -g1; the normal build: 19 s at -O2 -g, 14 s at -O2 -g1).
+NORMAL_FLAGS = -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG"
+ASAN_FLAGS = -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG"
 
 .PHONY: help deps control-plane build build-asan test test-unit test-asan demo demo-elect bench-elector \
         bench-operator chaos fuzz fuzz-smoke format format-check tidy clean
@@ -34,11 +40,11 @@ control-plane: deps
 	@bash e2e/cluster/build-binaries.sh >/dev/null
 
 build: deps
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSINGLETON_WERROR=ON $(LAUNCHER) $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSINGLETON_WERROR=ON $(NORMAL_FLAGS) $(LAUNCHER) $(CMAKE_FLAGS)
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
 build-asan: deps
-	cmake -S . -B $(ASAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSINGLETON_SANITIZE=ON -DSINGLETON_WERROR=ON $(LAUNCHER) $(CMAKE_FLAGS)
+	cmake -S . -B $(ASAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSINGLETON_SANITIZE=ON -DSINGLETON_WERROR=ON $(ASAN_FLAGS) $(LAUNCHER) $(CMAKE_FLAGS)
 	cmake --build $(ASAN_BUILD_DIR) -j$(JOBS)
 
 test-unit: build
@@ -68,7 +74,7 @@ bench-elector: control-plane build
 # The fault campaign of tests/integration/chaos_test.cc: CHAOS_FAULTS (default 1000) faults, CHAOS_SEED to replay
 # one (printed at the start), CHAOS_SECONDS to cap the duration. Not yet part of `make test` (see docs/operations.md).
 chaos: control-plane
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSINGLETON_WERROR=ON $(LAUNCHER) $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSINGLETON_WERROR=ON $(NORMAL_FLAGS) $(LAUNCHER) $(CMAKE_FLAGS)
 	cmake --build $(BUILD_DIR) -j$(JOBS) --target singleton_integration_tests singleton-operator singleton-elect
 	CHAOS_FAULTS=$${CHAOS_FAULTS:-1000} $(BUILD_DIR)/tests/singleton_integration_tests --gtest_color=no \
 	  --gtest_filter='ChaosTest.*'

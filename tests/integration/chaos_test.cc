@@ -24,12 +24,8 @@
 // Per fault, the recovery time is measured from the moment it clears to the first instant its scope is healthy again
 // (operators: a replica not under a fault renews the operators' Lease; group: a running, unfrozen candidate's command
 // writes to the store; workload: one Ready leader, the desired number of Ready pods).
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -58,6 +54,7 @@
 #include "support/fenced_register.h"
 #include "support/fenced_store.h"
 #include "support/operator_harness.h"
+#include "tools/line_connection.h"
 
 namespace singleton::testing {
 namespace {
@@ -88,55 +85,15 @@ std::string clientBinary() { return std::string(SINGLETON_BINARY_DIR) + "/tests/
 // Reads a FencedStore's register ("writer/token/seq") over one kept connection.
 class StoreReader {
  public:
-  explicit StoreReader(int port) : port_(port) {}
-  ~StoreReader() { reset(); }
-  StoreReader(const StoreReader&) = delete;
-  StoreReader& operator=(const StoreReader&) = delete;
-
+  explicit StoreReader(int port) : connection_(port, 1) {}
   std::optional<std::string> read() {
-    if (fd_ < 0 && !connectNow()) return std::nullopt;
-    if (::send(fd_, "R\n", 2, MSG_NOSIGNAL) != 2) {
-      reset();
-      return std::nullopt;
-    }
-    std::string answer;
-    char c = 0;
-    while (true) {
-      if (::recv(fd_, &c, 1, 0) <= 0) {
-        reset();
-        return std::nullopt;
-      }
-      if (c == '\n') break;
-      answer.push_back(c);
-    }
-    if (answer.rfind("V ", 0) != 0) return std::nullopt;
-    return answer.substr(2);
+    const std::optional<std::string> answer = connection_.call("R");
+    if (!answer || answer->rfind("V ", 0) != 0) return std::nullopt;
+    return answer->substr(2);
   }
 
  private:
-  bool connectNow() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd_ < 0) return false;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port_));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    timeval timeout{1, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      reset();
-      return false;
-    }
-    return true;
-  }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  int port_;
-  int fd_ = -1;
+  LineConnection connection_;
 };
 
 // --- fault kinds --------------------------------------------------------------------------------------------------

@@ -5,11 +5,7 @@
 // invocation and no completion: its outcome is unknown.
 //
 //   singleton-fenced-client --port P --writer NAME --history FILE [--interval-ms 10]
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -18,6 +14,8 @@
 #include <optional>
 #include <string>
 #include <thread>
+
+#include "line_connection.h"
 
 namespace {
 
@@ -45,56 +43,6 @@ class History {
 
  private:
   int fd_;
-};
-
-class Connection {
- public:
-  explicit Connection(int port) : port_(port) {}
-  ~Connection() { reset(); }
-  // Sends one line and reads one answer line; nullopt when the connection failed (the outcome is unknown).
-  std::optional<std::string> call(const std::string& line) {
-    if (fd_ < 0 && !connectNow()) return std::nullopt;
-    const std::string request = line + "\n";
-    if (::send(fd_, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
-      reset();
-      return std::nullopt;
-    }
-    std::string answer;
-    char c = 0;
-    while (true) {
-      const ssize_t n = ::recv(fd_, &c, 1, 0);
-      if (n <= 0) {
-        reset();
-        return std::nullopt;
-      }
-      if (c == '\n') return answer;
-      answer.push_back(c);
-    }
-  }
-
- private:
-  bool connectNow() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port_));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    timeval timeout{2, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      reset();
-      return false;
-    }
-    return true;
-  }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  int port_;
-  int fd_ = -1;
 };
 
 }  // namespace
@@ -126,7 +74,7 @@ int main(int argc, char** argv) {
   }
   const std::string token = token_env;
   History history(history_path);
-  Connection store(port);
+  singleton::testing::LineConnection store(port, 2);
   const std::string id_prefix = writer + "-" + std::to_string(::getpid()) + "-";
   for (long long seq = 0;; ++seq) {
     const std::string value = writer + "/" + token + "/" + std::to_string(seq);
