@@ -39,7 +39,7 @@ void terminateContainers(Harness& h, const std::string& pod) {
   }));
 }
 
-TEST(OperatorHandoffModeTest, AutoDetectsSingletonAgentInAnyContainer) {
+TEST(ReconcilerHandoffModeTest, AutoDetectsSingletonAgentInAnyContainer) {
   EXPECT_TRUE(templateRunsAgent(agentTemplate()));
   Json plain = testing::podTemplate();
   EXPECT_FALSE(templateRunsAgent(plain));
@@ -64,7 +64,7 @@ TEST(OperatorHandoffModeTest, AutoDetectsSingletonAgentInAnyContainer) {
   EXPECT_EQ(mode({{"template", agentTemplate()}, {"handoff", "Immediate"}}), HandoffMode::kImmediate);
 }
 
-TEST(OperatorHandoffTest, FirstElectionHasNobodyToWaitFor) {
+TEST(ReconcilerHandoffTest, FirstElectionHasNobodyToWaitFor) {
   Harness h;
   h.steadyWorkload("w", 2, {{"template", agentTemplate()}});
   const Json lease = *h.lease("w");
@@ -75,7 +75,7 @@ TEST(OperatorHandoffTest, FirstElectionHasNobodyToWaitFor) {
   EXPECT_EQ(h.condition("w", "ExclusiveActivation"), "True");
 }
 
-TEST(OperatorHandoffTest, MoveRecordsWhoMustStopFirstAndDoesNotLabelTheSuccessor) {
+TEST(ReconcilerHandoffTest, MoveRecordsWhoMustStopFirstAndDoesNotLabelTheSuccessor) {
   Harness h;
   moveFromW0(h);
   const Json lease = *h.lease("w");
@@ -96,7 +96,7 @@ TEST(OperatorHandoffTest, MoveRecordsWhoMustStopFirstAndDoesNotLabelTheSuccessor
   EXPECT_EQ(h.condition("w", "LeaderElected", "reason"), "HandoffPending");
 }
 
-TEST(OperatorHandoffTest, AgentAckLetsTheSuccessorBeLabelled) {
+TEST(ReconcilerHandoffTest, AgentAckLetsTheSuccessorBeLabelled) {
   Harness h;
   moveFromW0(h);
   ASSERT_TRUE(h.cluster->modify(kube::kLeases, kNs, "w-leader", [](Json& l) {
@@ -111,7 +111,7 @@ TEST(OperatorHandoffTest, AgentAckLetsTheSuccessorBeLabelled) {
   EXPECT_EQ(h.condition("w", "Ready", "reason"), "LeaderReady");
 }
 
-TEST(OperatorHandoffTest, PodGoneCompletesTheHandoff) {
+TEST(ReconcilerHandoffTest, PodGoneCompletesTheHandoff) {
   Harness h;
   moveFromW0(h);
   h.cluster->erase(kube::kPods, kNs, "w-0");
@@ -123,7 +123,7 @@ TEST(OperatorHandoffTest, PodGoneCompletesTheHandoff) {
   EXPECT_EQ(h.events("HandoffComplete").size(), 1u);
 }
 
-TEST(OperatorHandoffTest, PodReplacedUnderTheSameNameCountsAsGone) {
+TEST(ReconcilerHandoffTest, PodReplacedUnderTheSameNameCountsAsGone) {
   Harness h;
   moveFromW0(h);
   ASSERT_TRUE(h.cluster->modify(kube::kPods, kNs, "w-0", [](Json& p) { p["metadata"]["uid"] = "another"; }));
@@ -132,7 +132,7 @@ TEST(OperatorHandoffTest, PodReplacedUnderTheSameNameCountsAsGone) {
   EXPECT_EQ(h.leaders(), std::vector<std::string>{"w-1"});
 }
 
-TEST(OperatorHandoffTest, ContainersTerminatedCompletesTheHandoff) {
+TEST(ReconcilerHandoffTest, ContainersTerminatedCompletesTheHandoff) {
   Harness h;
   moveFromW0(h);
   terminateContainers(h, "w-0");
@@ -141,7 +141,7 @@ TEST(OperatorHandoffTest, ContainersTerminatedCompletesTheHandoff) {
   EXPECT_EQ(h.leaders(), std::vector<std::string>{"w-1"});
 }
 
-TEST(OperatorHandoffTest, OneContainerStillRunningKeepsWaiting) {
+TEST(ReconcilerHandoffTest, OneContainerStillRunningKeepsWaiting) {
   Harness h;
   moveFromW0(h);
   ASSERT_TRUE(h.cluster->modify(kube::kPods, kNs, "w-0", [](Json& p) {
@@ -152,7 +152,7 @@ TEST(OperatorHandoffTest, OneContainerStillRunningKeepsWaiting) {
   EXPECT_TRUE(h.leaders().empty());
 }
 
-TEST(OperatorHandoffTest, LeaseExpiresExactlyOneDurationAfterTheCasAnswer) {
+TEST(ReconcilerHandoffTest, LeaseExpiresExactlyOneDurationAfterTheCasAnswer) {
   Harness h;
   moveFromW0(h);  // the CAS answer arrived at the fake clock's current instant
   h.clock.advance(util::Millis(14'999));
@@ -168,7 +168,7 @@ TEST(OperatorHandoffTest, LeaseExpiresExactlyOneDurationAfterTheCasAnswer) {
   EXPECT_EQ(h.leaders(), std::vector<std::string>{"w-1"});
 }
 
-TEST(OperatorHandoffTest, NewTermMeasuresFromItsFirstSight) {
+TEST(ReconcilerHandoffTest, NewTermMeasuresFromItsFirstSight) {
   Harness h;
   moveFromW0(h);
   h.clock.advance(util::Millis(10'000));
@@ -183,7 +183,7 @@ TEST(OperatorHandoffTest, NewTermMeasuresFromItsFirstSight) {
   EXPECT_EQ(h.leaders(), std::vector<std::string>{"w-1"});
 }
 
-TEST(OperatorHandoffTest, ConflictOnTheAckRereadsAndDecidesAgain) {
+TEST(ReconcilerHandoffTest, ConflictOnTheAckRereadsAndDecidesAgain) {
   Harness h;
   moveFromW0(h);
   terminateContainers(h, "w-0");
@@ -201,7 +201,7 @@ TEST(OperatorHandoffTest, ConflictOnTheAckRereadsAndDecidesAgain) {
   EXPECT_EQ(annotation(*h.lease("w"), election::kHandoffAckedByAnnotation), "agent");
 }
 
-TEST(OperatorHandoffTest, MoveDuringAPendingHandoffStillWaitsForTheFirstLeader) {
+TEST(ReconcilerHandoffTest, MoveDuringAPendingHandoffStillWaitsForTheFirstLeader) {
   Harness h;
   moveFromW0(h);
   h.setReady("w-1", false);  // the successor fails before it ever ran
@@ -213,7 +213,7 @@ TEST(OperatorHandoffTest, MoveDuringAPendingHandoffStillWaitsForTheFirstLeader) 
   EXPECT_TRUE(h.leaders().empty());
 }
 
-TEST(OperatorHandoffTest, ImmediateModeLabelsAtOnceAndRecordsNoHandoff) {
+TEST(ReconcilerHandoffTest, ImmediateModeLabelsAtOnceAndRecordsNoHandoff) {
   Harness h;
   moveFromW0(h, Json::object());  // the plain template: no agent
   EXPECT_EQ(h.leaders(), std::vector<std::string>{"w-1"});
