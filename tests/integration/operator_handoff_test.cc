@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <thread>
 
@@ -55,6 +56,7 @@ struct Window {
 std::vector<Window> readWindows(const fs::path& dir) {
   std::vector<Window> windows;
   for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().extension() != ".log") continue;
     std::ifstream in(entry.path());
     std::string line;
     const std::string pod = entry.path().stem().string();
@@ -127,31 +129,35 @@ class OperatorHandoffTest : public OperatorTest {
     return std::nullopt;
   }
 
+  void runHandoff(const std::string& name, const std::string& label,
+                  const std::function<void(const std::string&)>& trigger);
+
   fs::path dir_;
 };
 
-TEST_F(OperatorHandoffTest, DeletedLeaderStopsBeforeTheSuccessorStarts) {
-  createWorkload(agentWorkload("ho", 3));
-  auto first = waitForSteadyLeader("ho", 90s);
+// Trigger `trigger` on the leader of `name` (its COMMAND takes 2 s to stop), then check the hand-off from the logs
+// and the etcd revisions; `label` names the trigger in the output.
+void OperatorHandoffTest::runHandoff(const std::string& name, const std::string& label,
+                                     const std::function<void(const std::string&)>& trigger) {
+  auto first = waitForSteadyLeader(name, 90s);
   ASSERT_TRUE(first) << harness().diagnostics();
   const std::string old_leader = first->name;
   const long long old_token = std::stoll(first->token.value_or("-1"));
   ASSERT_TRUE(eventually([&] { return windowOf(old_leader, old_token).has_value(); }, 30s))
       << "the leader's COMMAND never started\n"
       << harness().diagnostics();
-  ASSERT_TRUE(waitForPodsReady("ho", 3, 60s)) << harness().diagnostics();
-  auto workload = getWorkload("ho");
+  ASSERT_TRUE(waitForPodsReady(name, 3, 60s)) << harness().diagnostics();
+  auto workload = getWorkload(name);
   ASSERT_TRUE(workload);
   EXPECT_EQ((*workload)["status"]["handoff"]["mode"], "WaitForStop");
   EXPECT_EQ(conditionOf(*workload, "ExclusiveActivation"), "True");
-  const std::size_t leaderships_before = auditor().leaderships("ho").size();
+  const std::size_t leaderships_before = auditor().leaderships(name).size();
 
-  // Delete the leader pod: its agent gets SIGTERM, and its COMMAND takes 2 s to stop.
-  const auto deleted_at = std::chrono::steady_clock::now();
-  ASSERT_TRUE(harness().client().remove(kube::kPods, ns(), old_leader).ok());
+  const auto triggered_at = std::chrono::steady_clock::now();
+  trigger(old_leader);
 
-  ASSERT_TRUE(auditor().waitForLeadership("ho", leaderships_before, 60s)) << harness().diagnostics();
-  auto next = waitForSteadyLeader("ho", 60s);
+  ASSERT_TRUE(auditor().waitForLeadership(name, leaderships_before, 60s)) << harness().diagnostics();
+  auto next = waitForSteadyLeader(name, 60s);
   ASSERT_TRUE(next) << harness().diagnostics();
   ASSERT_NE(next->name, old_leader);
   const long long new_token = std::stoll(next->token.value_or("-1"));
@@ -165,10 +171,10 @@ TEST_F(OperatorHandoffTest, DeletedLeaderStopsBeforeTheSuccessorStarts) {
   const Window new_window = *windowOf(next->name, new_token);
   EXPECT_TRUE(old_window.stopped) << "the old COMMAND was killed, not stopped";
   EXPECT_LT(old_window.last, new_window.start) << "the two leaders' windows overlap";
-  EXPECT_GE(old_window.last - steadyMicros(deleted_at), 1'900'000) << "the old COMMAND stopped in about 2 s";
-  std::cout << "hand-off gap (old COMMAND's stop -> new COMMAND's start): "
-            << (new_window.start - old_window.last) / 1000.0
-            << " ms; deletion -> new start: " << (new_window.start - steadyMicros(deleted_at)) / 1000.0 << " ms\n";
+  EXPECT_GE(old_window.last - steadyMicros(triggered_at), 1'900'000) << "the old COMMAND stopped in about 2 s";
+  std::cout << label << ": hand-off gap (old COMMAND's stop -> new COMMAND's start) "
+            << (new_window.start - old_window.last) / 1000.0 << " ms; trigger -> new start "
+            << (new_window.start - steadyMicros(triggered_at)) / 1000.0 << " ms\n";
 
   // No two windows of any pods overlap, and tokens strictly increase in order of start.
   const auto windows = readWindows(dir_);
@@ -179,20 +185,40 @@ TEST_F(OperatorHandoffTest, DeletedLeaderStopsBeforeTheSuccessorStarts) {
 
   // The hand-off was completed (by the old agent's ack, or the operator's evidence) before the successor was
   // labelled: etcd revisions order the Lease's ack and the label, and nothing writes the Lease after the ack.
-  const auto lease = getLease("ho-leader");
+  const auto lease = getLease(name + "-leader");
   ASSERT_TRUE(lease);
   const election::HandoffView view = election::parseHandoff(*lease);
   EXPECT_EQ(view.token, new_token);
   EXPECT_EQ(view.from, old_leader);
   EXPECT_TRUE(view.acked) << lease->dump();
-  std::cout << "hand-off completed by: " << view.acked_by << "\n";
-  const auto leaderships = auditor().leaderships("ho");
+  std::cout << label << ": hand-off completed by " << view.acked_by << "\n";
+  const auto leaderships = auditor().leaderships(name);
   ASSERT_GT(leaderships.size(), leaderships_before);
   const auto& labelled = leaderships.back();
   EXPECT_EQ(labelled.pod, next->name);
   EXPECT_LT(std::stoull(view.resource_version), std::stoull(labelled.resource_version))
       << "the successor was labelled before the hand-off completed";
   EXPECT_GT(steadyMicros(labelled.at), old_window.last) << "labelled while the old COMMAND still ran";
+}
+
+TEST_F(OperatorHandoffTest, DeletedLeaderStopsBeforeTheSuccessorStarts) {
+  createWorkload(agentWorkload("ho", 3));
+  runHandoff("ho", "pod deleted", [&](const std::string& leader) {
+    // Its agent gets SIGTERM; its COMMAND takes 2 s to stop.
+    ASSERT_TRUE(harness().client().remove(kube::kPods, ns(), leader).ok());
+  });
+}
+
+TEST_F(OperatorHandoffTest, NotReadyLeaderStopsBeforeTheSuccessorStarts) {
+  // Ready from an exec probe each pod fails once the test creates <dir>/<pod>.notready; the process stays alive.
+  Json object = agentWorkload("nr", 3);
+  object["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = {
+      {"exec", {{"command", {"/bin/sh", "-c", "test ! -e " + dir_.string() + "/$POD_NAME.notready"}}}},
+      {"periodSeconds", 1},
+      {"failureThreshold", 1}};
+  createWorkload(object);
+  runHandoff("nr", "Ready=False",
+             [&](const std::string& leader) { std::ofstream(dir_ / (leader + ".notready")) << ""; });
 }
 
 }  // namespace
