@@ -213,6 +213,39 @@ TEST(ReconcilerHandoffTest, MoveDuringAPendingHandoffStillWaitsForTheFirstLeader
   EXPECT_TRUE(h.leaders().empty());
 }
 
+TEST(ReconcilerHandoffTest, SwitchoverWaitsForTheHealthyLeaderToStop) {
+  Harness h;
+  h.steadyWorkload("w", 3, {{"template", agentTemplate()}});
+  h.changeWorkload("w", [](Json& w) { w["metadata"]["annotations"][kAnnotationSwitchoverTo] = "w-2"; });
+  (void)h.reconcile("w");
+  ASSERT_EQ(h.holder("w"), "w-2");
+  EXPECT_EQ(annotation(*h.lease("w"), election::kHandoffFromAnnotation), "w-0");
+  EXPECT_TRUE(h.leaders().empty()) << "w-0 still runs until its agent sees the move";
+  ASSERT_TRUE(h.cluster->modify(kube::kLeases, kNs, "w-leader", [](Json& l) {
+    l["metadata"]["annotations"][election::kHandoffAckedAnnotation] = "1";
+    l["metadata"]["annotations"][election::kHandoffAckedByAnnotation] = "agent";
+  }));
+  (void)h.reconcile("w");
+  EXPECT_EQ(h.leaders(), std::vector<std::string>{"w-2"});
+}
+
+TEST(ReconcilerHandoffTest, ReleasedLeaderMustStopBeforeTheNextOneLeads) {
+  Harness h;
+  h.steadyWorkload("w", 2, {{"template", agentTemplate()}});
+  h.setReady("w-0", false);
+  h.setReady("w-1", false);
+  (void)h.reconcile("w");
+  ASSERT_EQ(h.holder("w"), "");
+  EXPECT_EQ(annotation(*h.lease("w"), election::kHandoffFromAnnotation), "w-0");
+  EXPECT_FALSE(election::parseHandoff(*h.lease("w")).complete) << "the release keeps the token; no old ack counts";
+
+  h.setReady("w-1", true);
+  (void)h.reconcile("w");
+  ASSERT_EQ(h.holder("w"), "w-1");
+  EXPECT_EQ(annotation(*h.lease("w"), election::kHandoffFromAnnotation), "w-0");
+  EXPECT_TRUE(h.leaders().empty());
+}
+
 TEST(ReconcilerHandoffTest, ImmediateModeLabelsAtOnceAndRecordsNoHandoff) {
   Harness h;
   moveFromW0(h, Json::object());  // the plain template: no agent
