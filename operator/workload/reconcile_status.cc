@@ -1,5 +1,5 @@
 // The leader Service, and step 8: the status, written only when it differs from what the workload shows (steady
-// state makes no writes), with conditions Ready / LeaderElected / Progressing.
+// state makes no writes), with status.handoff and conditions Ready / LeaderElected / ExclusiveActivation / Progressing.
 #include "election/handoff.h"
 #include "operator/workload/informers.h"
 #include "operator/workload/reconcile_context.h"

@@ -246,6 +246,36 @@ TEST(ReconcilerHandoffTest, ReleasedLeaderMustStopBeforeTheNextOneLeads) {
   EXPECT_TRUE(h.leaders().empty());
 }
 
+// An operator that fails at any write of the hand-off (the move, the demotion, the ack, the promotion, the status;
+// before it is applied or with its answer lost) is repaired by the next reconcile from the Lease: one move, one ack,
+// never a label before the hand-off is complete.
+TEST(ReconcilerHandoffTest, InterruptedHandoffIsRepairedFromTheLease) {
+  for (const bool after_apply : {false, true}) {
+    for (int nth = 1; nth <= 7; ++nth) {
+      SCOPED_TRACE("write " + std::to_string(nth) + (after_apply ? ", answer lost" : ", failed"));
+      Harness h;
+      h.steadyWorkload("w", 3, {{"template", agentTemplate()}});
+      h.setReady("w-0", false);
+      terminateContainers(h, "w-0");
+      h.cluster->failWrite(nth, 500, after_apply);
+      for (int round = 0; round < 6; ++round) {
+        (void)h.reconcile("w");
+        const auto lease = h.lease("w");
+        if (!h.leaders().empty() && h.leaders() != std::vector<std::string>{"w-0"}) {
+          EXPECT_TRUE(election::parseHandoff(*lease).complete) << "labelled before the hand-off completed";
+        }
+        EXPECT_LE(h.leaders().size(), 1u);
+      }
+      EXPECT_TRUE(h.cluster->violations().empty()) << ::testing::PrintToString(h.cluster->violations());
+      EXPECT_EQ(h.holder("w"), "w-1");
+      EXPECT_EQ(h.transitions("w"), 1);
+      EXPECT_EQ(annotation(*h.lease("w"), election::kHandoffAckedByAnnotation), "containers-terminated");
+      EXPECT_EQ(h.leaders(), std::vector<std::string>{"w-1"});
+      EXPECT_EQ(h.status("w")["leader"], "w-1");
+    }
+  }
+}
+
 TEST(ReconcilerHandoffTest, ImmediateModeLabelsAtOnceAndRecordsNoHandoff) {
   Harness h;
   moveFromW0(h, Json::object());  // the plain template: no agent
