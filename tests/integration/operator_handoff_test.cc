@@ -221,5 +221,31 @@ TEST_F(OperatorHandoffTest, NotReadyLeaderStopsBeforeTheSuccessorStarts) {
              [&](const std::string& leader) { std::ofstream(dir_ / (leader + ".notready")) << ""; });
 }
 
+TEST_F(OperatorHandoffTest, OperatorLeaderKilledBetweenTheMoveAndTheAck) {
+  createWorkload(agentWorkload("ok", 3));
+  std::optional<int> killed;
+  runHandoff("ok", "operator SIGKILLed after the move", [&](const std::string& leader) {
+    ASSERT_TRUE(harness().client().remove(kube::kPods, ns(), leader).ok());
+    // The move is in the Lease and the hand-off still pending (the old COMMAND takes 2 s to stop): kill the operator
+    // leader now. The next one finishes from the Lease.
+    ASSERT_TRUE(eventually(
+        [&] {
+          const auto lease = getLease("ok-leader");
+          if (!lease) return false;
+          const election::HandoffView view = election::parseHandoff(*lease);
+          return view.from == leader && !view.complete;
+        },
+        10s))
+        << harness().diagnostics();
+    killed = harness().operatorLeader();
+    ASSERT_TRUE(killed);
+    harness().signalOperator(*killed, SIGKILL);
+  });
+  if (killed) {
+    EXPECT_TRUE(harness().waitForOperatorLeader(30s, OperatorHarness::identity(*killed)));
+  }
+  harness().ensureOperatorsRunning();
+}
+
 }  // namespace
 }  // namespace singleton::testing
