@@ -20,6 +20,14 @@ void eraseAcks(Json& annotations) {
   annotations.erase(election::kHandoffAckedByAnnotation);
 }
 
+// No process of `pod` can run as the previous leader, and none will start: a Failed or Succeeded pod never runs a
+// container again, and a terminating pod's containers are not restarted, so all of them terminated is final. All
+// terminated in a pod that is neither does not count: with restartPolicy Always the kubelet restarts them, and a
+// restart it has begun but not reported may run an agent that read the Lease before the move (that agent acks at
+// once after the move instead). What remains: a restart begun before the deletion and not yet reported when the
+// kubelet reports the others terminated (docs/handoff.md).
+bool stoppedForGood(const Json& pod) { return hasExited(pod) || (isTerminating(pod) && containersTerminated(pod)); }
+
 util::Millis leaseWait(int lease_seconds, int workload_seconds) {
   return util::Millis(1000LL * std::max(lease_seconds, workload_seconds));
 }
@@ -86,7 +94,7 @@ util::Status Reconciler::completeHandoff(Context& ctx) {
   std::optional<election::AckedBy> by;
   const Json* pod = ctx.pod(view.from);
   if (pod && metaString(*pod, "uid") == view.from_uid) {
-    if (containersTerminated(*pod)) by = election::AckedBy::kContainersTerminated;
+    if (stoppedForGood(*pod)) by = election::AckedBy::kContainersTerminated;
   } else {
     // The cache does not show that incarnation; it may just be behind the Lease's cache. Only the API may say the pod
     // is gone (a UID never comes back).
@@ -96,7 +104,7 @@ util::Status Reconciler::completeHandoff(Context& ctx) {
       by = election::AckedBy::kPodGone;
     } else if (metaString(*fresh, "uid") != view.from_uid) {
       by = election::AckedBy::kPodGone;
-    } else if (containersTerminated(*fresh)) {
+    } else if (stoppedForGood(*fresh)) {
       by = election::AckedBy::kContainersTerminated;
     }
   }
