@@ -1,8 +1,8 @@
 // The operator's side of the hand-off (docs/handoff.md): the move's compare-and-swap names who must stop first
 // (handoff-from, with its UID), and the operator completes that hand-off itself when it knows the previous holder has
-// stopped: its pod (that UID) is gone, every container in its status has terminated, or the lease duration has passed
-// since the move's CAS answer arrived. With spec.handoff WaitForStop, the successor is labelled leader only once the
-// hand-off is complete (planLabels); its agent starts COMMAND on the same condition, read from the Lease.
+// stopped: its pod (that UID) is gone, finished, or terminating with every container terminated, or the lease
+// duration has passed since the move's CAS answer arrived. With spec.handoff WaitForStop, the successor is labelled
+// leader only once the hand-off is complete (planLabels); its agent starts COMMAND on the same condition.
 #include <algorithm>
 
 #include "election/handoff.h"
