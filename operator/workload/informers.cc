@@ -72,6 +72,20 @@ void stripPod(Json& pod) {
       }
     }
   }
+  // Which state each container is in (the hand-off's containers-terminated evidence), without the details.
+  if (const auto containers = status->find("containerStatuses");
+      containers != status->end() && containers->is_array()) {
+    Json compact = Json::array();
+    for (const Json& container : *containers) {
+      if (!container.is_object()) continue;
+      Json state = Json::object();
+      if (const auto it = container.find("state"); it != container.end() && it->is_object()) {
+        for (const auto& [key, value] : it->items()) state[key] = Json::object();
+      }
+      compact.push_back({{"name", container.value("name", std::string())}, {"state", std::move(state)}});
+    }
+    kept["containerStatuses"] = std::move(compact);
+  }
   *status = std::move(kept);
 }
 

@@ -52,8 +52,9 @@ std::string workloadKeyOf(const Json& object);
 // exactly what the reconciler reads.
 // Any object: drops metadata.managedFields and kubectl's last-applied-configuration annotation.
 void stripObject(Json& object);
-// Pods: also drops spec and every status field except phase and the Ready condition (the template hash annotation
-// tells whether a pod is current, so the spec is never needed).
+// Pods: also drops spec and every status field except phase, the Ready condition and each container's state key
+// (running / waiting / terminated, without details; the template hash annotation tells whether a pod is current, so
+// the spec is never needed).
 void stripPod(Json& pod);
 // Services: also drops status.
 void stripService(Json& service);

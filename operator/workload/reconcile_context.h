@@ -34,7 +34,8 @@ inline const std::string kReasonStaleTerm = "StaleOperatorTerm";
 inline const std::string kReasonFenced = "FencedWriteRefused";
 
 struct Context {
-  Context(const controller::WriteGate& g, Workload w) : gate(g), workload(std::move(w)) {}
+  Context(const controller::WriteGate& g, Workload w)
+      : gate(g), workload(std::move(w)), wait_for_stop(workload.effectiveHandoff() == HandoffMode::kWaitForStop) {}
 
   const controller::WriteGate& gate;
   Workload workload;
@@ -54,6 +55,13 @@ struct Context {
   // Pods whose entry in `pods` is an answer of the API to this reconcile (a read, a stamp, a demotion): fresh, and
   // not changed since by an earlier operator term (the label fence).
   std::set<std::string> confirmed;
+
+  // Hand-off (reconcile_handoff.cc): whether the successor's label waits for the previous holder to stop, and
+  // whether the Lease's hand-off is still incomplete after this reconcile tried to complete it.
+  bool wait_for_stop = false;
+  bool handoff_pending = false;
+  // Look again after this long (the earliest instant a decision changes by itself, e.g. a lease expiry).
+  std::optional<util::Millis> requeue_after;
 
   // Findings.
   std::string leader;            // the pod labelled leader when the labels step finished; "" = none
@@ -87,6 +95,9 @@ struct Context {
   }
   bool current(const Json& pod_object) const {
     return annotationOf(pod_object, kAnnotationTemplateHash).value_or("") == workload.template_hash;
+  }
+  void requeueAfter(util::Millis after) {
+    if (!requeue_after || after < *requeue_after) requeue_after = after;
   }
   void problem(std::string reason, std::string message) {
     if (!problem_reason.empty()) return;  // the first problem is the one to fix first

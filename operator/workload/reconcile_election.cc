@@ -9,8 +9,10 @@
 // created as standbys. One worker handles a workload at a time, so nothing of this term labels a pod between those
 // reads and the promotion, and nothing of an earlier term does either: before this term's first label write in the
 // workload every pod carries its stamp, and every label write tests that stamp (reconcile_fence.cc).
+#include <algorithm>
 #include <climits>
 
+#include "election/handoff.h"
 #include "operator/workload/reconcile_context.h"
 #include "operator/workload/reconciler.h"
 #include "util/log.h"
@@ -125,8 +127,10 @@ LabelPlan planLabels(const Context& ctx) {
   LabelPlan plan;
   const std::string holder = ctx.holder();
   const Json* holder_pod = ctx.pod(holder);
+  // WaitForStop: the successor is labelled only once the previous holder is known stopped (the Service follows the
+  // label, so it must not reach the successor while the old leader may still serve).
   if (holder_pod && ctx.owns(*holder_pod) && metaString(*holder_pod, "uid") == ctx.leaderUid() &&
-      isAvailable(*holder_pod)) {
+      isAvailable(*holder_pod) && !(ctx.wait_for_stop && ctx.handoff_pending)) {
     plan.target = holder;
   }
   for (const auto& [name, pod] : ctx.pods) {
@@ -247,7 +251,14 @@ util::Status Reconciler::handOver(Context& ctx, const std::string& successor, co
   lease.spec.acquire_time = now;
   lease.spec.renew_time = now;
   lease.raw["metadata"]["annotations"][kAnnotationLeaderUid] = uid;
+  recordHandoff(ctx, lease, uid);
+  const int old_seconds = ctx.lease ? ctx.lease->spec.lease_duration_seconds.value_or(0) : 0;
   if (auto s = writeLease(ctx, std::move(lease)); !s.ok()) return s;
+  // The CAS answer has arrived: lease-expired is measured from now, over the longer of the two durations (the
+  // previous holder's agent checked its timings against the old one).
+  if (!election::parseHandoff(ctx.lease->raw).complete) {
+    noteHandoffStart(w.key(), token, util::Millis(1000LL * std::max(old_seconds, w.lease_duration_seconds)));
+  }
 
   const std::string token_text = " (fencing token " + std::to_string(token) + ")";
   kLog.info(why + "; " + successor + " is the leader" + token_text,
@@ -287,7 +298,14 @@ util::Status Reconciler::releaseLease(Context& ctx, const std::string& why) {
   lease.spec.renew_time = clock_.wallNow();
   if (lease.raw["metadata"]["annotations"].is_object())
     lease.raw["metadata"]["annotations"].erase(kAnnotationLeaderUid);
+  // The released holder (or the one its hand-off still waits for) must stop before anyone leads again.
+  recordHandoff(ctx, lease, "");
+  const int old_seconds = ctx.lease->spec.lease_duration_seconds.value_or(0);
   if (auto s = writeLease(ctx, std::move(lease)); !s.ok()) return s;
+  if (!election::parseHandoff(ctx.lease->raw).complete) {
+    noteHandoffStart(ctx.workload.key(), ctx.token(),
+                     util::Millis(1000LL * std::max(old_seconds, ctx.workload.lease_duration_seconds)));
+  }
   // Demote it even if our cache does not show its label yet (a promotion the watch has not delivered).
   ctx.released_holder = old_holder;
   kLog.warn(why + "; no Ready pod can take over, so no pod leads",
@@ -308,6 +326,7 @@ util::Status Reconciler::keepLeaseTidy(Context& ctx) {
 
 // Step 6: labels follow the Lease. Demote everything that is not the holder, then promote the holder.
 util::Status Reconciler::labelPods(Context& ctx) {
+  if (auto s = completeHandoff(ctx); !s.ok()) return s;
   LabelPlan plan = planLabels(ctx);
   if (!plan.demote.empty() || plan.promote) {
     // The fence comes before this term's first label write: once every pod carries our stamp, no earlier term can

@@ -1,5 +1,6 @@
 // The leader Service, and step 8: the status, written only when it differs from what the workload shows (steady
-// state makes no writes), with conditions Ready / LeaderElected / Progressing.
+// state makes no writes), with status.handoff and conditions Ready / LeaderElected / ExclusiveActivation / Progressing.
+#include "election/handoff.h"
 #include "operator/workload/informers.h"
 #include "operator/workload/reconcile_context.h"
 #include "operator/workload/reconciler.h"
@@ -186,19 +187,48 @@ util::Status Reconciler::updateStatus(Context& ctx) {
     status["lastFailoverTime"] = util::formatTime(*ctx.lease->spec.acquire_time);
   }
 
+  // Which guarantee this workload has, and the hand-off in progress (the successor holds the Lease, unlabelled, until
+  // the previous holder is known stopped).
+  const bool waits = ctx.wait_for_stop;
+  status["handoff"] = {{"mode", handoffModeName(w.effectiveHandoff())}};
+  std::string pending_message;
+  if (ctx.handoff_pending && ctx.lease) {
+    const election::HandoffView view = election::parseHandoff(ctx.lease->raw);
+    status["handoff"]["pendingFrom"] = view.from;
+    if (!view.holder.empty()) status["handoff"]["pendingTo"] = view.holder;
+    pending_message = "waiting for " + view.from + " to stop before " +
+                      (view.holder.empty() ? std::string("anyone") : view.holder) + " leads (fencing token " +
+                      std::to_string(view.token) + ")";
+  }
+  const bool waiting = waits && !pending_message.empty() && ctx.leader.empty();
+
   Json conditions = Json::array();
   const bool has_leader = !ctx.leader.empty();
   if (!ctx.problem_reason.empty()) {
     conditions.push_back(condition("Ready", false, ctx.problem_reason, ctx.problem_message));
+  } else if (waiting) {
+    conditions.push_back(condition("Ready", false, "HandoffPending", pending_message));
   } else if (!has_leader) {
     conditions.push_back(condition("Ready", false, "NoReadyReplica", "no pod is Ready to lead"));
   } else {
     conditions.push_back(condition("Ready", true, "LeaderReady", "leader " + ctx.leader + " is Ready"));
   }
-  conditions.push_back(has_leader ? condition("LeaderElected", true, "Elected",
-                                              ctx.leader + " holds Lease " + w.leaseName() + " with fencing token " +
-                                                  std::to_string(ctx.token()))
-                                  : condition("LeaderElected", false, "NoReadyReplica", "no Ready pod can lead"));
+  if (has_leader) {
+    conditions.push_back(
+        condition("LeaderElected", true, "Elected",
+                  ctx.leader + " holds Lease " + w.leaseName() + " with fencing token " + std::to_string(ctx.token())));
+  } else if (waiting) {
+    conditions.push_back(condition("LeaderElected", false, "HandoffPending", pending_message));
+  } else {
+    conditions.push_back(condition("LeaderElected", false, "NoReadyReplica", "no Ready pod can lead"));
+  }
+  conditions.push_back(
+      waits ? condition("ExclusiveActivation", true, "WaitForStop",
+                        "a new leader is labelled (and its singleton-agent starts it) only once the previous leader "
+                        "is known stopped")
+            : condition("ExclusiveActivation", false, "Immediate",
+                        "a new leader is labelled at once; the previous leader's process may still run until it "
+                        "stops, so only the fencing token guards shared state (spec.handoff)"));
   if (outdated) {
     conditions.push_back(condition("Progressing", true, "RollingUpdate", "replacing pods to run the current template"));
   } else if (scaling) {
@@ -239,7 +269,14 @@ util::Status Reconciler::updateStatus(Context& ctx) {
   if (status == w.status) return {};
   Json patch = status;
   for (const auto& [field, value] : w.status.items()) {
-    if (!patch.contains(field)) patch[field] = nullptr;
+    if (!patch.contains(field)) {
+      patch[field] = nullptr;
+    } else if (value.is_object() && patch[field].is_object()) {
+      // A merge patch merges objects (status.handoff): keys no longer set go as null too.
+      for (const auto& [key, old] : value.items()) {
+        if (!patch[field].contains(key)) patch[field][key] = nullptr;
+      }
+    }
   }
   return patchStatus(ctx, patch);
 }

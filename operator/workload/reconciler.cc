@@ -99,9 +99,11 @@ controller::ReconcileResult Reconciler::reconcile(const std::string& key, const 
     kLog.warn("reconcile incomplete", {.err = ctx.deferred_error->describe(), .object = {ns, name}});
     return {controller::ReconcileResult::Action::kRetry, {}, ctx.deferred_error->describe()};
   }
-  if (ctx.status_deferred) {
-    return {controller::ReconcileResult::Action::kRequeueAfter, kStatusAfterCreate,
-            "status deferred until the new pods start"};
+  if (ctx.status_deferred) ctx.requeueAfter(kStatusAfterCreate);
+  if (ctx.requeue_after) {
+    return {
+        controller::ReconcileResult::Action::kRequeueAfter, *ctx.requeue_after,
+        ctx.handoff_pending ? "waiting for the previous leader to stop" : "status deferred until the new pods start"};
   }
   return {};
 }
@@ -168,6 +170,7 @@ void Reconciler::forgetWorkload(const std::string& ns, const std::string& name) 
   std::lock_guard lock(mutex_);
   const std::string key = ns + "/" + name;
   failover_started_.erase(key);
+  handoff_started_.erase(key);
   label_writes_.erase(key);
   unconfirmed_.erase(key);
   // The highest token stays for kTokenMemory: a workload re-created under the same name continues above it.
@@ -239,6 +242,8 @@ void Reconciler::endTerm() {
   recent_.forgetPrefix("");
   std::lock_guard lock(mutex_);
   failover_started_.clear();
+  // The next term measures a pending hand-off from its own first sight of it.
+  handoff_started_.clear();
   label_writes_.clear();
 }
 

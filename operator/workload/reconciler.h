@@ -5,6 +5,7 @@
 //   reconcile_pods.cc      steps 2 and 7: missing pods, scale-down, rolling update
 //   reconcile_status.cc    the Service and step 8: status and its conditions
 //   reconcile_writes.cc    every API write, each behind the write gate
+//   reconcile_handoff.cc   who must stop first, and completing the hand-off on the operator's own evidence
 //   reconcile_fence.cc     the label fence (operator-term stamps on pods), refused and unknown writes, token floor
 #pragma once
 
@@ -38,9 +39,10 @@ class Reconciler {
 
   // Never throws for API errors; they come back as kRetry/kRequeue.
   controller::ReconcileResult reconcile(const std::string& key, const controller::WriteGate& gate);
-  // Forgets what this term wrote (recent writes, label-write revisions, failover start times), when its workers have
-  // stopped. The next term trusts its pod cache only past its own Lease write, which is newer than all of it. Kept:
-  // the writes of unknown outcome (they may still land) and the highest tokens seen (tokens never go back).
+  // Forgets what this term wrote (recent writes, label-write revisions, failover and hand-off start times), when its
+  // workers have stopped. The next term trusts its pod cache only past its own Lease write, which is newer than all
+  // of it. Kept: the writes of unknown outcome (they may still land) and the highest tokens seen (tokens never go
+  // back).
   void endTerm();
 
   // How long a replica whose term is below a workload Lease's waits before looking again (it should have lost its
@@ -72,6 +74,16 @@ class Reconciler {
   util::Status releaseLease(Context& ctx, const std::string& why);
   util::Status promote(Context& ctx, const std::string& name, long long token);
   void handleSwitchover(Context& ctx, bool holder_healthy, std::string& successor);
+
+  // The hand-off (reconcile_handoff.cc, docs/handoff.md).
+  // Writes handoff-from/-uid into `lease` (the move to `successor_uid`): the pod that must stop first, or "".
+  void recordHandoff(const Context& ctx, kube::Lease& lease, const std::string& successor_uid) const;
+  // The move's CAS answer arrived now: lease-expired is measured from here (`wait` = the longer of the Lease's
+  // durations before and after the move).
+  void noteHandoffStart(const std::string& key, long long token, util::Millis wait);
+  // Completes the Lease's pending hand-off when the operator knows the previous holder stopped (pod gone, containers
+  // terminated, lease duration passed); sets ctx.handoff_pending, and ctx.requeue_after for the expiry.
+  util::Status completeHandoff(Context& ctx);
 
   // Writes (reconcile_writes.cc). Every one checks the gate first.
   util::Status allowWrite(const Context& ctx) const;
@@ -133,6 +145,14 @@ class Reconciler {
   std::map<std::string, FailoverStart> failover_started_;  // by workload key
   std::map<std::string, std::uint64_t> label_writes_;      // by workload key: revision of our last label write
   std::set<std::string> unconfirmed_;                      // workload keys with a label write of unknown outcome
+  // By workload key, this term only: since when the pending hand-off of `token` is known to this term (its own CAS
+  // answer, else its first sight of the incomplete hand-off), and how long it waits for lease-expired.
+  struct HandoffStart {
+    long long token = 0;
+    util::MonoTime since;
+    util::Millis wait{0};
+  };
+  std::map<std::string, HandoffStart> handoff_started_;
   // By workload key: the highest Lease token seen, kept for a while after the workload is gone (a re-created
   // workload of the same name continues above it). `forgotten` is when the workload went away.
   struct TokenMemory {

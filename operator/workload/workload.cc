@@ -64,9 +64,30 @@ util::Result<Workload> Workload::fromJson(const Json& object) {
   if (const auto seconds = intField(*spec, "leaseDurationSeconds"); seconds && *seconds >= 1 && *seconds <= 3600) {
     w.lease_duration_seconds = static_cast<int>(*seconds);
   }
+  if (const Json* mode = find(*spec, "handoff"); mode && mode->is_string()) {
+    if (*mode == "WaitForStop") w.handoff = HandoffMode::kWaitForStop;
+    if (*mode == "Immediate") w.handoff = HandoffMode::kImmediate;
+  }
   if (const Json* service = find(*spec, "service"); service && service->is_object()) w.service = *service;
   if (const Json* status = find(object, "status"); status && status->is_object()) w.status = *status;
   return w;
+}
+
+const char* handoffModeName(HandoffMode mode) {
+  switch (mode) {
+    case HandoffMode::kWaitForStop:
+      return "WaitForStop";
+    case HandoffMode::kImmediate:
+      return "Immediate";
+    case HandoffMode::kAuto:
+      break;
+  }
+  return "Auto";
+}
+
+HandoffMode Workload::effectiveHandoff() const {
+  if (handoff != HandoffMode::kAuto) return handoff;
+  return templateRunsAgent(pod_template) ? HandoffMode::kWaitForStop : HandoffMode::kImmediate;
 }
 
 Json Workload::ownerReference() const {
@@ -134,6 +155,35 @@ std::optional<util::WallTime> unhealthySince(const Json& pod) {
     if (time.ok()) return *time;
   }
   return std::nullopt;
+}
+
+bool templateRunsAgent(const Json& pod_template) {
+  const Json* spec = find(pod_template, "spec");
+  if (!spec) return false;
+  for (const char* list : {"containers", "initContainers"}) {
+    const Json* containers = find(*spec, list);
+    if (!containers || !containers->is_array()) continue;
+    for (const Json& container : *containers) {
+      const Json* command = find(container, "command");
+      if (!command || !command->is_array() || command->empty() || !(*command)[0].is_string()) continue;
+      const auto& program = (*command)[0].get_ref<const std::string&>();
+      const auto slash = program.rfind('/');
+      if ((slash == std::string::npos ? program : program.substr(slash + 1)) == "singleton-agent") return true;
+    }
+  }
+  return false;
+}
+
+bool containersTerminated(const Json& pod) {
+  if (hasExited(pod)) return true;
+  const Json* status = find(pod, "status");
+  const Json* statuses = status ? find(*status, "containerStatuses") : nullptr;
+  if (!statuses || !statuses->is_array() || statuses->empty()) return false;
+  for (const Json& container : *statuses) {
+    const Json* state = find(container, "state");
+    if (!state || !find(*state, "terminated")) return false;
+  }
+  return true;
 }
 
 std::string templateHash(const Json& pod_template) {

@@ -33,6 +33,14 @@ inline const std::string kAnnotationLeaderUid = "singleton.dev/leader-uid";
 inline const std::string kAnnotationOperatorTerm = "singleton.dev/operator-term";
 inline const std::string kAnnotationSwitchoverTo = "singleton.dev/switchover-to";
 
+// spec.handoff: whether a successor becomes leader only once the previous leader has stopped (docs/handoff.md).
+enum class HandoffMode {
+  kAuto,         // WaitForStop when the template runs singleton-agent (templateRunsAgent), else Immediate
+  kWaitForStop,  // the Lease names who must stop first; the successor is labelled once the hand-off is complete
+  kImmediate,    // the successor is labelled at once (no agent: the fencing token is the only guard)
+};
+const char* handoffModeName(HandoffMode mode);  // "Auto", "WaitForStop", "Immediate"
+
 inline constexpr int kDefaultReplicas = 2;               // the CRD's default, for objects the apiserver did not default
 inline constexpr int kDefaultLeaseDurationSeconds = 15;  // the operator's default (docs/design.md)
 
@@ -43,12 +51,13 @@ struct Workload {
   std::int64_t generation = 0;
   int replicas = kDefaultReplicas;
   int lease_duration_seconds = kDefaultLeaseDurationSeconds;
-  Json pod_template = Json::object();  // spec.template
-  std::string template_hash;           // templateHash(pod_template)
-  std::optional<Json> service;         // spec.service
-  std::string switchover_to;           // the singleton.dev/switchover-to annotation, "" when absent
-  bool deleting = false;               // metadata.deletionTimestamp is set
-  Json status = Json::object();        // as read
+  Json pod_template = Json::object();        // spec.template
+  std::string template_hash;                 // templateHash(pod_template)
+  std::optional<Json> service;               // spec.service
+  HandoffMode handoff = HandoffMode::kAuto;  // spec.handoff as written (unknown values read as Auto)
+  std::string switchover_to;                 // the singleton.dev/switchover-to annotation, "" when absent
+  bool deleting = false;                     // metadata.deletionTimestamp is set
+  Json status = Json::object();              // as read
 
   // Fails on what the CRD schema should have refused (no name, no spec.template).
   static util::Result<Workload> fromJson(const Json& object);
@@ -56,6 +65,8 @@ struct Workload {
   std::string key() const { return ns + "/" + name; }
   std::string podName(int ordinal) const { return name + "-" + std::to_string(ordinal); }
   std::string leaseName() const { return name + "-leader"; }
+  // spec.handoff with Auto resolved: WaitForStop or Immediate.
+  HandoffMode effectiveHandoff() const;
   // The controller ownerReference that pods, the Lease and the Service carry, so garbage collection removes them.
   Json ownerReference() const;
   // For Events: involvedObject.
@@ -85,6 +96,14 @@ std::optional<int> ordinalOf(std::string_view pod_name, std::string_view workloa
 // When the pod stopped being a good leader, as the API recorded it: the deletion request (deletionTimestamp minus
 // the grace period), or the Ready condition's lastTransitionTime when it is not True. nullopt when unknown.
 std::optional<util::WallTime> unhealthySince(const Json& pod);
+
+// Some container or init container of the pod template runs singleton-agent: its command[0]'s basename is
+// "singleton-agent" (the agent wraps COMMAND, or runs as a sidecar). An agent started by an image's entrypoint
+// without `command` is not seen: set spec.handoff: WaitForStop for it.
+bool templateRunsAgent(const Json& pod_template);
+// Every container in the pod's status has terminated (or the pod is Failed/Succeeded): no process of this pod runs.
+// False when the status lists no container.
+bool containersTerminated(const Json& pod);
 
 // A stable hash of a pod template: FNV-1a 64 of its canonical JSON (nlohmann sorts object keys), as 16 hex digits.
 std::string templateHash(const Json& pod_template);

@@ -125,6 +125,8 @@ expect_rejected "leaseDurationSeconds 3601" spec.leaseDurationSeconds lease3601 
 $template"
 expect_rejected 'leaseDurationSeconds "15s"' spec.leaseDurationSeconds leasestr '  leaseDurationSeconds: "15s"
 '"$template"
+expect_rejected "handoff Sometimes" spec.handoff handoffbad "  handoff: Sometimes
+$template"
 expect_rejected "name of 61 characters" metadata.name "w$(printf 'x%.0s' $(seq 1 60))" "$template"
 expect_rejected "name starting with a digit" metadata.name 9lives "$template"
 
@@ -133,11 +135,14 @@ if out=$(workload minimal "$template" | kc create --validate=false -f - 2>&1); t
   ok "accepted: minimal workload (template only)"
   replicas=$(kc get sw minimal -n "$ns" -o jsonpath='{.spec.replicas}' 2>&1)
   if [[ $replicas == 2 ]]; then ok "defaulted: spec.replicas = 2"; else fail "defaulted: spec.replicas = 2 (got '$replicas')"; fi
+  handoff=$(kc get sw minimal -n "$ns" -o jsonpath='{.spec.handoff}' 2>&1)
+  if [[ $handoff == Auto ]]; then ok "defaulted: spec.handoff = Auto"; else fail "defaulted: spec.handoff = Auto (got '$handoff')"; fi
 else
   fail "accepted: minimal workload (template only): $out"
 fi
 if out=$(workload withservice "  replicas: 3
   leaseDurationSeconds: 10
+  handoff: WaitForStop
 $template
   service:
     ports:

@@ -167,5 +167,21 @@ TEST(PodHelpersTest, StripPodKeepsWhatTheReconcilerReads) {
   EXPECT_EQ(workloadKeyOf(p), "prod/w");
 }
 
+TEST(PodHelpersTest, StripPodKeepsEachContainersStateOnly) {
+  Json p = pod("a", true);
+  p["status"]["containerStatuses"] = Json::array(
+      {{{"name", "a"}, {"image", "x"}, {"state", {{"terminated", {{"exitCode", 0}, {"reason", "Completed"}}}}}},
+       {{"name", "b"}, {"state", {{"running", {{"startedAt", "2026-01-01T00:00:00Z"}}}}}}});
+  EXPECT_FALSE(containersTerminated(p));
+  stripPod(p);
+  EXPECT_EQ(p["status"]["containerStatuses"],
+            Json::parse(R"([{"name":"a","state":{"terminated":{}}},{"name":"b","state":{"running":{}}}])"));
+  EXPECT_FALSE(containersTerminated(p));
+  p["status"]["containerStatuses"][1]["state"] = {{"terminated", Json::object()}};
+  EXPECT_TRUE(containersTerminated(p));
+  p["status"]["containerStatuses"] = Json::array();
+  EXPECT_FALSE(containersTerminated(p)) << "no container listed: nothing known";
+}
+
 }  // namespace
 }  // namespace singleton::op
