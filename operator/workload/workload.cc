@@ -1,5 +1,6 @@
 #include "operator/workload/workload.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 
@@ -34,6 +35,26 @@ void copyUserEntries(const Json* from, Json& to) {
     if (key.starts_with("singleton.dev/") || !value.is_string()) continue;
     to[key] = value;
   }
+}
+
+// Prepends the agent's identity (docs/handoff.md) to one container's env, skipping each name the container already
+// sets: the template's own value wins. Prepended, so the template's later entries may refer to them as $(POD_NAME).
+// An env that is not an array is left for the apiserver to refuse.
+void injectIdentity(Json& container, const Json& identity) {
+  if (!container.is_object()) return;
+  Json& env = container["env"];
+  if (env.is_null()) env = Json::array();
+  if (!env.is_array()) return;
+  Json merged = Json::array();
+  for (const Json& entry : identity) {
+    const bool set = std::any_of(env.begin(), env.end(), [&](const Json& existing) {
+      const auto name = existing.is_object() ? existing.find("name") : existing.end();
+      return name != existing.end() && *name == entry["name"];
+    });
+    if (!set) merged.push_back(entry);
+  }
+  for (Json& existing : env) merged.push_back(std::move(existing));
+  env = std::move(merged);
 }
 
 }  // namespace
@@ -197,6 +218,14 @@ std::string templateHash(const Json& pod_template) {
   return text;
 }
 
+Json agentIdentityEnv(const std::string& workload_name) {
+  const auto field = [](const char* path) { return Json{{"fieldRef", {{"fieldPath", path}}}}; };
+  return Json::array({{{"name", kEnvWorkload}, {"value", workload_name}},
+                      {{"name", kEnvPodName}, {"valueFrom", field("metadata.name")}},
+                      {{"name", kEnvPodNamespace}, {"valueFrom", field("metadata.namespace")}},
+                      {{"name", kEnvPodUid}, {"valueFrom", field("metadata.uid")}}});
+}
+
 Json desiredPod(const Workload& workload, int ordinal, long long operator_term) {
   const Json* template_metadata = find(workload.pod_template, "metadata");
   Json labels = Json::object();
@@ -210,7 +239,17 @@ Json desiredPod(const Workload& workload, int ordinal, long long operator_term) 
   annotations[kAnnotationTemplateHash] = workload.template_hash;
   annotations[kAnnotationOperatorTerm] = std::to_string(operator_term);
 
-  const Json* spec = find(workload.pod_template, "spec");
+  const Json* template_spec = find(workload.pod_template, "spec");
+  Json spec = template_spec ? *template_spec : Json::object();
+  // Only the pod gets the identity, never workload.pod_template: the template hash (rollout detection) stays the hash
+  // of what the user wrote, so pods created before the injection existed are not rolled out for it.
+  const Json identity = agentIdentityEnv(workload.name);
+  for (const char* list : {"initContainers", "containers"}) {
+    if (Json* containers = spec.is_object() && spec.contains(list) ? &spec[list] : nullptr;
+        containers && containers->is_array()) {
+      for (Json& container : *containers) injectIdentity(container, identity);
+    }
+  }
   return {{"apiVersion", "v1"},
           {"kind", "Pod"},
           {"metadata",
@@ -219,7 +258,7 @@ Json desiredPod(const Workload& workload, int ordinal, long long operator_term) 
             {"labels", labels},
             {"annotations", annotations},
             {"ownerReferences", Json::array({workload.ownerReference()})}}},
-          {"spec", spec ? *spec : Json::object()}};
+          {"spec", spec}};
 }
 
 }  // namespace singleton::op

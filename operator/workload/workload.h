@@ -33,6 +33,13 @@ inline const std::string kAnnotationLeaderUid = "singleton.dev/leader-uid";
 inline const std::string kAnnotationOperatorTerm = "singleton.dev/operator-term";
 inline const std::string kAnnotationSwitchoverTo = "singleton.dev/switchover-to";
 
+// The identity env the operator adds to every container and init container it creates (docs/handoff.md): what
+// singleton-agent reads to know its workload and pod.
+inline const std::string kEnvWorkload = "SINGLETON_WORKLOAD";
+inline const std::string kEnvPodName = "POD_NAME";
+inline const std::string kEnvPodNamespace = "POD_NAMESPACE";
+inline const std::string kEnvPodUid = "POD_UID";
+
 // spec.handoff: whether a successor becomes leader only once the previous leader has stopped (docs/handoff.md).
 enum class HandoffMode {
   kAuto,         // WaitForStop when the template runs singleton-agent (templateRunsAgent), else Immediate
@@ -107,9 +114,13 @@ bool containersTerminated(const Json& pod);
 
 // A stable hash of a pod template: FNV-1a 64 of its canonical JSON (nlohmann sorts object keys), as 16 hex digits.
 std::string templateHash(const Json& pod_template);
+// The identity env entries, in order: SINGLETON_WORKLOAD=<workload_name>, then POD_NAME, POD_NAMESPACE, POD_UID from
+// the downward API (fieldRef metadata.name, metadata.namespace, metadata.uid).
+Json agentIdentityEnv(const std::string& workload_name);
 // The pod for an ordinal: the template's labels and annotations plus ours (ours win on the reserved keys), role
 // standby (a pod is never born a leader), the template hash, the operator term that creates it (the label fence,
-// docs/design.md "Operator self-fencing"), and the ownerReference.
+// docs/design.md "Operator self-fencing"), the ownerReference, and agentIdentityEnv() prepended to the env of every
+// container and init container, for each name the container does not set itself (the template's value wins).
 Json desiredPod(const Workload& workload, int ordinal, long long operator_term);
 
 }  // namespace singleton::op
