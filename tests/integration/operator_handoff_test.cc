@@ -11,11 +11,14 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <memory>
 #include <sstream>
 #include <thread>
 
 #include "election/handoff.h"
 #include "support/operator_harness.h"
+#include "support/tcp_proxy.h"
 
 namespace singleton::testing {
 namespace {
@@ -84,6 +87,31 @@ long long steadyMicros(std::chrono::steady_clock::time_point at) {
   return std::chrono::duration_cast<std::chrono::microseconds>(at.time_since_epoch()).count();
 }
 
+// The live processes (not zombies) whose environment has POD_UID=<uid>: a process pod's agent and its COMMAND.
+std::vector<pid_t> processesOfPod(const std::string& uid) {
+  std::vector<pid_t> pids;
+  const std::string wanted = "POD_UID=" + uid;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string stat_line;
+    std::getline(stat, stat_line);
+    const auto paren = stat_line.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= stat_line.size() || stat_line[paren + 2] == 'Z') continue;
+    std::ifstream environ(entry.path() / "environ", std::ios::binary);
+    std::string variable;
+    while (std::getline(environ, variable, '\0')) {
+      if (variable == wanted) {
+        pids.push_back(static_cast<pid_t>(std::stol(name)));
+        break;
+      }
+    }
+  }
+  return pids;
+}
+
 class OperatorHandoffTest : public OperatorTest {
  protected:
   void SetUp() override {
@@ -101,21 +129,17 @@ class OperatorHandoffTest : public OperatorTest {
     if (!HasFailure()) fs::remove_all(dir_);
   }
 
-  // The harness's workload, with each replica running singleton-agent around the Python COMMAND.
+  // The harness's workload, with each replica running singleton-agent around the Python COMMAND. No env: the
+  // operator injects the agent's identity (SINGLETON_WORKLOAD, POD_NAME, POD_NAMESPACE, POD_UID).
   Json agentWorkload(const std::string& name, int replicas) const {
     Json object = workloadObject(name, replicas);
     Json& spec = object["spec"]["template"]["spec"];
     spec["serviceAccountName"] = "singleton-agent";
     spec["terminationGracePeriodSeconds"] = 10;
-    const auto field = [](const char* path) { return Json{{"fieldRef", {{"fieldPath", path}}}}; };
     spec["containers"] = Json::array({{
         {"name", "main"},
         {"image", "host"},
         {"command", {agentBinary(), "--", python(), "-c", kCommandScript, dir_.string()}},
-        {"env", Json::array({{{"name", "SINGLETON_WORKLOAD"}, {"value", name}},
-                             {{"name", "POD_NAME"}, {"valueFrom", field("metadata.name")}},
-                             {{"name", "POD_NAMESPACE"}, {"valueFrom", field("metadata.namespace")}},
-                             {{"name", "POD_UID"}, {"valueFrom", field("metadata.uid")}}})},
     }});
     object["spec"]["leaseDurationSeconds"] = 15;
     return object;
@@ -129,7 +153,13 @@ class OperatorHandoffTest : public OperatorTest {
     return std::nullopt;
   }
 
-  void runHandoff(const std::string& name, const std::string& label,
+  // What a hand-off must show besides the common checks.
+  struct Expect {
+    std::string acked_by;  // the evidence that completed it; "" for any
+    bool graceful = true;  // the old COMMAND logged its stop about 2 s after the trigger (not killed)
+    std::chrono::milliseconds min_trigger_to_start{0};  // the successor's COMMAND started no sooner after the trigger
+  };
+  void runHandoff(const std::string& name, const std::string& label, const Expect& expect,
                   const std::function<void(const std::string&)>& trigger);
 
   fs::path dir_;
@@ -137,7 +167,7 @@ class OperatorHandoffTest : public OperatorTest {
 
 // Trigger `trigger` on the leader of `name` (its COMMAND takes 2 s to stop), then check the hand-off from the logs
 // and the etcd revisions; `label` names the trigger in the output.
-void OperatorHandoffTest::runHandoff(const std::string& name, const std::string& label,
+void OperatorHandoffTest::runHandoff(const std::string& name, const std::string& label, const Expect& expect,
                                      const std::function<void(const std::string&)>& trigger) {
   auto first = waitForSteadyLeader(name, 90s);
   ASSERT_TRUE(first) << harness().diagnostics();
@@ -169,9 +199,13 @@ void OperatorHandoffTest::runHandoff(const std::string& name, const std::string&
   // The old COMMAND's last heartbeat (its stop) precedes the new one's start, on one clock.
   const Window old_window = *windowOf(old_leader, old_token);
   const Window new_window = *windowOf(next->name, new_token);
-  EXPECT_TRUE(old_window.stopped) << "the old COMMAND was killed, not stopped";
   EXPECT_LT(old_window.last, new_window.start) << "the two leaders' windows overlap";
-  EXPECT_GE(old_window.last - steadyMicros(triggered_at), 1'900'000) << "the old COMMAND stopped in about 2 s";
+  if (expect.graceful) {
+    EXPECT_TRUE(old_window.stopped) << "the old COMMAND was killed, not stopped";
+    EXPECT_GE(old_window.last - steadyMicros(triggered_at), 1'900'000) << "the old COMMAND stopped in about 2 s";
+  }
+  EXPECT_GE(new_window.start - steadyMicros(triggered_at),
+            std::chrono::duration_cast<std::chrono::microseconds>(expect.min_trigger_to_start).count());
   std::cout << label << ": hand-off gap (old COMMAND's stop -> new COMMAND's start) "
             << (new_window.start - old_window.last) / 1000.0 << " ms; trigger -> new start "
             << (new_window.start - steadyMicros(triggered_at)) / 1000.0 << " ms\n";
@@ -192,6 +226,9 @@ void OperatorHandoffTest::runHandoff(const std::string& name, const std::string&
   EXPECT_EQ(view.from, old_leader);
   EXPECT_TRUE(view.acked) << lease->dump();
   std::cout << label << ": hand-off completed by " << view.acked_by << "\n";
+  if (!expect.acked_by.empty()) {
+    EXPECT_EQ(view.acked_by, expect.acked_by);
+  }
   const auto leaderships = auditor().leaderships(name);
   ASSERT_GT(leaderships.size(), leaderships_before);
   const auto& labelled = leaderships.back();
@@ -203,7 +240,7 @@ void OperatorHandoffTest::runHandoff(const std::string& name, const std::string&
 
 TEST_F(OperatorHandoffTest, DeletedLeaderStopsBeforeTheSuccessorStarts) {
   createWorkload(agentWorkload("ho", 3));
-  runHandoff("ho", "pod deleted", [&](const std::string& leader) {
+  runHandoff("ho", "pod deleted", {}, [&](const std::string& leader) {
     // Its agent gets SIGTERM; its COMMAND takes 2 s to stop.
     ASSERT_TRUE(harness().client().remove(kube::kPods, ns(), leader).ok());
   });
@@ -217,14 +254,14 @@ TEST_F(OperatorHandoffTest, NotReadyLeaderStopsBeforeTheSuccessorStarts) {
       {"periodSeconds", 1},
       {"failureThreshold", 1}};
   createWorkload(object);
-  runHandoff("nr", "Ready=False",
+  runHandoff("nr", "Ready=False", {},
              [&](const std::string& leader) { std::ofstream(dir_ / (leader + ".notready")) << ""; });
 }
 
 TEST_F(OperatorHandoffTest, OperatorLeaderKilledBetweenTheMoveAndTheAck) {
   createWorkload(agentWorkload("ok", 3));
   std::optional<int> killed;
-  runHandoff("ok", "operator SIGKILLed after the move", [&](const std::string& leader) {
+  runHandoff("ok", "operator SIGKILLed after the move", {}, [&](const std::string& leader) {
     ASSERT_TRUE(harness().client().remove(kube::kPods, ns(), leader).ok());
     // The move is in the Lease and the hand-off still pending (the old COMMAND takes 2 s to stop): kill the operator
     // leader now. The next one finishes from the Lease.
@@ -245,6 +282,76 @@ TEST_F(OperatorHandoffTest, OperatorLeaderKilledBetweenTheMoveAndTheAck) {
     EXPECT_TRUE(harness().waitForOperatorLeader(30s, OperatorHarness::identity(*killed)));
   }
   harness().ensureOperatorsRunning();
+}
+
+// The old leader's agent and COMMAND are SIGKILLed (its node crashed) and the pod is then force-deleted: no agent is
+// left to ack, so the operator's own evidence completes the hand-off: the pod with that UID is gone. The kubelet is
+// frozen meanwhile, so it neither restarts the agent (a restarted agent acks at once) nor reports the containers
+// terminated first (`containers-terminated`): only `pod-gone` can complete it.
+TEST_F(OperatorHandoffTest, KilledAndForceDeletedLeaderIsCompletedByPodGone) {
+  createWorkload(agentWorkload("pg", 3));
+  runHandoff("pg", "agent and COMMAND SIGKILLed, pod force-deleted", {.acked_by = "pod-gone", .graceful = false},
+             [&](const std::string& leader) {
+               const auto pod = getPod(leader);
+               ASSERT_TRUE(pod);
+               const std::string uid = (*pod)["metadata"].value("uid", "");
+               struct Thaw {
+                 Process& kubelet;
+                 ~Thaw() { kubelet.signal(SIGCONT); }
+               } thaw{harness().kubelet()};
+               harness().kubelet().signal(SIGSTOP);
+               const auto pids = processesOfPod(uid);
+               ASSERT_GE(pids.size(), 2u) << "the agent and its COMMAND";
+               for (const pid_t pid : pids) ::kill(pid, SIGKILL);
+               ASSERT_TRUE(eventually([&] { return processesOfPod(uid).empty(); }, 5s));
+               kube::DeleteOptions now;
+               now.grace_period_seconds = 0;
+               ASSERT_TRUE(harness().client().remove(kube::kPods, ns(), leader, now).ok());
+               // Completed while the kubelet is still frozen: nothing but the pod's absence can have done it.
+               ASSERT_TRUE(eventually(
+                   [&] {
+                     const auto lease = getLease("pg-leader");
+                     if (!lease) return false;
+                     const election::HandoffView view = election::parseHandoff(*lease);
+                     return view.from == leader && view.complete;
+                   },
+                   30s))
+                   << harness().diagnostics();
+             });
+}
+
+// The old leader turns NotReady and its agent is cut off from the apiserver (a TCP proxy of its own, blackholed): it
+// cannot see the move nor ack it, and its pod and containers stay. Only the lease's expiry completes the hand-off:
+// the agent stops its COMMAND by itself within renew-deadline + grace (its last confirmation was before the move),
+// and the operator acks `lease-expired` once leaseDurationSeconds (15 s) has passed since its move.
+TEST_F(OperatorHandoffTest, UnreachableLeaderIsCompletedByLeaseExpiry) {
+  // One proxy per pod name: the container's shell points KUBERNETES_SERVICE_PORT at its own (in-cluster config,
+  // the manifest's RBAC and the TokenRequest token otherwise unchanged), so one agent can be cut off alone.
+  std::map<std::string, std::unique_ptr<TcpProxy>> proxies;
+  for (int i = 0; i < 3; ++i) {
+    const std::string pod = "lx-" + std::to_string(i);
+    proxies[pod] = std::make_unique<TcpProxy>(harness().cluster().apiserverPort());
+    std::ofstream(dir_ / (pod + ".port")) << proxies[pod]->port();
+  }
+  Json object = agentWorkload("lx", 3);
+  Json& container = object["spec"]["template"]["spec"]["containers"][0];
+  Json command = Json::array({"/bin/sh", "-c",
+                              "port=$(cat \"$0/$POD_NAME.port\") && export KUBERNETES_SERVICE_PORT=$port "
+                              "KUBERNETES_SERVICE_PORT_HTTPS=$port && exec \"$@\"",
+                              dir_.string()});
+  for (const Json& arg : container["command"]) command.push_back(arg);
+  container["command"] = command;
+  container["readinessProbe"] = {
+      {"exec", {{"command", {"/bin/sh", "-c", "test ! -e " + dir_.string() + "/$POD_NAME.notready"}}}},
+      {"periodSeconds", 1},
+      {"failureThreshold", 1}};
+  object["spec"]["handoff"] = "WaitForStop";  // command[0] is the shell: Auto would not see the agent
+  createWorkload(object);
+  runHandoff("lx", "NotReady leader blackholed from the apiserver",
+             {.acked_by = "lease-expired", .min_trigger_to_start = 15s}, [&](const std::string& leader) {
+               proxies.at(leader)->blackhole();
+               std::ofstream(dir_ / (leader + ".notready")) << "";
+             });
 }
 
 }  // namespace
