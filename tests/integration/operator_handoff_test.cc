@@ -320,6 +320,24 @@ TEST_F(OperatorHandoffTest, KilledAndForceDeletedLeaderIsCompletedByPodGone) {
              });
 }
 
+// The old leader's agent and COMMAND are SIGKILLed in a pod that does not restart its containers (restartPolicy
+// Never): the kubelet reports them terminated and the pod Failed, no agent is left to ack, and the pod stays. The
+// operator completes the hand-off from the pod's status: `containers-terminated`.
+TEST_F(OperatorHandoffTest, KilledLeaderInAFailedPodIsCompletedByContainersTerminated) {
+  Json object = agentWorkload("ct", 3);
+  object["spec"]["template"]["spec"]["restartPolicy"] = "Never";
+  createWorkload(object);
+  runHandoff("ct", "agent and COMMAND SIGKILLed, pod Failed", {.acked_by = "containers-terminated", .graceful = false},
+             [&](const std::string& leader) {
+               const auto pod = getPod(leader);
+               ASSERT_TRUE(pod);
+               const std::string uid = (*pod)["metadata"].value("uid", "");
+               const auto pids = processesOfPod(uid);
+               ASSERT_GE(pids.size(), 2u) << "the agent and its COMMAND";
+               for (const pid_t pid : pids) ::kill(pid, SIGKILL);
+             });
+}
+
 // The old leader turns NotReady and its agent is cut off from the apiserver (a TCP proxy of its own, blackholed): it
 // cannot see the move nor ack it, and its pod and containers stay. Only the lease's expiry completes the hand-off:
 // the agent stops its COMMAND by itself within renew-deadline + grace (its last confirmation was before the move),
