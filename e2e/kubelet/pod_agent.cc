@@ -25,7 +25,9 @@ PodAgent::PodAgent(kube::Client& client, Config config, NodeStopped node_stopped
       config_(std::move(config)),
       node_stopped_(std::move(node_stopped)),
       clock_(clock),
-      queue_(clock) {
+      // Retries back off from 50 ms to 10 s, as the kubelet's own queue did (less eager than the operator's 5 ms).
+      queue_(clock, {},
+             controller::WorkQueueOptions{.base_delay = util::Millis(50), .max_delay = util::Millis(10'000)}) {
   cache_.addListener([this](const watch::Event& event) { onPodEvent(event); });
   if (config_.processes) {
     runtime_ = std::make_unique<ProcessRuntime>(client_, *config_.processes,
@@ -93,7 +95,7 @@ void PodAgent::work(std::stop_token stop) {
     }
     if (outcome == Outcome::kRetry) {
       ++stats_.errors;
-      queue_.retry(*key);
+      queue_.addRateLimited(*key);
     } else {
       queue_.forget(*key);
     }
