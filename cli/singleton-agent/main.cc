@@ -10,9 +10,9 @@
 
 #include "cli/singleton-agent/agent.h"
 #include "cli/singleton-agent/command.h"
-#include "cli/singleton-agent/http.h"
 #include "cli/singleton-agent/options.h"
 #include "cli/singleton-agent/role_board.h"
+#include "controller/http_server.h"
 #include "kube/beast_transport.h"
 #include "kube/client.h"
 #include "kube/config.h"
@@ -65,23 +65,29 @@ int main(int argc, char** argv) {
   agent::Agent agent(options, client, clock,
                      options.command.empty() ? nullptr : agent::makeProcessCommand(options.command), printer);
 
-  auto server = cli::TinyHttpServer::listen(options.listen_host, options.listen_port, [&](const std::string& path) {
-    if (path == "/role") return cli::HttpAnswer{200, "application/json", agent.role().dump() + "\n"};
-    if (path == "/healthz") return cli::HttpAnswer{200, "text/plain", "ok\n"};
-    if (path == "/readyz") {
-      return agent.ready() ? cli::HttpAnswer{200, "text/plain", "ok\n"}
-                           : cli::HttpAnswer{503, "text/plain", "self-demoted: cannot confirm the lease\n"};
-    }
-    return cli::HttpAnswer{404, "text/plain", "not found\n"};
+  // One worker: the endpoints answer from memory, and each thread costs resident pages (its stack, a malloc arena).
+  controller::HttpServer server("agent", controller::HttpServerOptions{.workers = 1});
+  server.handle("/role", [&](const controller::HttpServer::Request&) {
+    return controller::HttpServer::Response{200, agent.role().dump() + "\n", "application/json"};
   });
-  if (!server.ok()) return fail(kExitUsage, server.error().message);
+  server.handle("/healthz", [](const controller::HttpServer::Request&) {
+    return controller::HttpServer::Response{200, "ok\n"};
+  });
+  server.handle("/readyz", [&](const controller::HttpServer::Request&) {
+    return agent.ready() ? controller::HttpServer::Response{200, "ok\n"}
+                         : controller::HttpServer::Response{503, "self-demoted: cannot confirm the lease\n"};
+  });
+  if (auto started = server.start(options.listen); !started.ok()) {
+    return fail(kExitUsage, "--listen " + options.listen + ": bind: " + started.error().message);
+  }
 
   signals.start([&](int sig) {
     spdlog::info("received {}; stopping", util::TerminationSignals::name(sig));
     agent.signal();
   });
 
-  const std::string address = options.listen_host + ":" + std::to_string(server->get()->port());
+  // As --listen gave it, with the port bound: ":PORT" stays so (every interface).
+  const std::string address = controller::BindAddress{options.listen_host, server.port()}.str();
   spdlog::info("pod {}/{} (uid {}), lease {}/{}; serving on {}", options.pod_namespace, options.pod_name,
                options.pod_uid, options.pod_namespace, options.leaseName(), address);
   printer.print("ready", {{"address", address}, {"lease", options.pod_namespace + "/" + options.leaseName()}});

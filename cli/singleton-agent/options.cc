@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "controller/http_server.h"
 #include "election/timings.h"
 #include "util/duration.h"
 #include "util/flags.h"
@@ -64,8 +65,11 @@ util::FlagSet agentFlags(AgentOptions& options) {
       "reap wait + 10% of the lease <= the Lease's leaseDurationSeconds, checked when the Lease is first seen)");
   flags.addString("role-dir", options.role_dir, "DIR",
                   "publish the role in files DIR/role (leader|standby) and DIR/token, each replaced atomically");
-  flags.addString("listen", options.listen, "HOST:PORT",
-                  "serve GET /role, /readyz, /healthz here (default {default}: a free port, logged when ready)");
+  flags.addString(
+      "listen", options.listen, "HOST:PORT",
+      "serve GET (and HEAD) /role, /readyz, /healthz here (default {default}: loopback, a free port, logged in "
+      "the ready line); \":PORT\" listens on every interface (IPv6 and IPv4), a host name such as "
+      "localhost is resolved (its first address that binds), an IPv6 address goes in brackets: [::1]:8080");
   flags.addString("log-level", options.log_level, "LEVEL",
                   "trace, debug, info, warn, error (default {default}); logs go to stderr");
   return flags;
@@ -164,15 +168,11 @@ util::Result<AgentOptions> parseAgentOptions(const std::vector<std::string>& arg
   if (std::find(levels.begin(), levels.end(), options.log_level) == levels.end()) {
     return usageError("--log-level: \"" + options.log_level + "\" is not one of trace, debug, info, warn, error, off");
   }
-  const auto colon = options.listen.rfind(':');
-  if (colon == std::string::npos || colon == 0)
-    return usageError("--listen: \"" + options.listen + "\" is not HOST:PORT");
-  options.listen_host = options.listen.substr(0, colon);
-  const std::string port = options.listen.substr(colon + 1);
-  if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit) || std::stoi(port) > 65535) {
-    return usageError("--listen: \"" + port + "\" is not a port number");
-  }
-  options.listen_port = std::stoi(port);
+  // The address as the controller's HttpServer takes it (Go's net.Listen form): ":PORT" is every interface.
+  auto listen = controller::parseBindAddress(options.listen);
+  if (!listen.ok()) return usageError("--listen: " + listen.error().message);
+  options.listen_host = listen->host;
+  options.listen_port = listen->port;
   return options;
 }
 

@@ -24,7 +24,7 @@ struct AgentOptions {
   bool grace_period_set = false;
   std::string role_dir;
   std::string listen = "127.0.0.1:0";
-  std::string listen_host = "127.0.0.1";
+  std::string listen_host = "127.0.0.1";  // "" = every interface (":PORT")
   int listen_port = 0;
   std::string log_level = "info";
   std::vector<std::string> command;  // after "--"; empty: sidecar mode

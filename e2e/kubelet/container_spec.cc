@@ -1,4 +1,5 @@
 #include "container_spec.h"
+#include "kube/object.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -105,7 +106,7 @@ std::string expandVars(const std::string& text, const EnvList& env) {
 util::Result<EnvList> containerEnv(const Json& pod, const Json& container, const EnvFacts& facts) {
   EnvList env = {
       {"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-      {"HOSTNAME", metadataString(pod, "name")},
+      {"HOSTNAME", kube::nameOf(pod)},
       {"HOME", "/root"},
   };
   if (!facts.service_host.empty()) {

@@ -1,5 +1,8 @@
 // Reading fields of untrusted JSON (objects as the apiserver or a user sent them) without ever throwing: every
-// accessor answers "absent" for a missing field or one of the wrong type.
+// accessor answers "absent" for a missing field or one of the wrong type. An object's metadata (name, uid,
+// annotations, ...) and its status.conditions are read through kube/object.h; what stays here is what it has no
+// equivalent for: plain fields of the spec and status, a condition in a conditions array being built (findByType),
+// and dropping managedFields from the watch cache.
 #pragma once
 
 #include <string>
@@ -43,15 +46,6 @@ inline const Json& emptyArray() {
 inline const Json& arrayField(const Json& object, const char* name) {
   const Json* value = field(object, name);
   return value != nullptr && value->is_array() ? *value : emptyArray();
-}
-
-inline std::string metadataString(const Json& object, const char* name) {
-  return stringField(objectField(object, "metadata"), name);
-}
-
-// metadata.annotations[name], or "" when absent.
-inline std::string annotation(const Json& object, const char* name) {
-  return stringField(objectField(objectField(object, "metadata"), "annotations"), name);
 }
 
 // The element of an array of objects whose "type" is `type` (conditions), or nullptr.

@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "kube/object.h"
 #include "node_status.h"
 #include "util/time_format.h"
 
@@ -18,7 +19,7 @@ using util::ErrorCode;
 const util::BackoffPolicy kRetryPolicy{util::Millis(100), util::Millis(5'000), 2.0, 0.2};
 
 bool readyTrue(const Json& node) {
-  const Json* ready = findByType(arrayField(objectField(node, "status"), "conditions"), "Ready");
+  const Json* ready = kube::conditionOf(node, "Ready");
   return ready != nullptr && stringField(*ready, "status") == "True";
 }
 
@@ -53,7 +54,7 @@ void NodeAgent::run(std::stop_token stop) {
 }
 
 void NodeAgent::onNodeEvent(const watch::Event& event) {
-  const std::string name = metadataString(event.object, "name");
+  const std::string name = kube::nameOf(event.object);
   const auto it = states_.find(name);
   if (it == states_.end()) return;
   // A deleted node is registered again at once (the heartbeat finds it gone); anything else may need a taint
@@ -167,7 +168,7 @@ util::Status NodeAgent::registerNode(const std::string& name, NodeState& state) 
     if (node.ok()) spdlog::info("node {}: adopted an existing node", name);
   }
   if (!node.ok()) return std::move(node).takeError();
-  state.uid = metadataString(*node, "uid");
+  state.uid = kube::uidOf(*node);
   state.registered = true;
   return {};
 }
@@ -212,7 +213,7 @@ void NodeAgent::removeNotReadyTaints(const std::string& name) {
   if (!taints) return;
   // The resourceVersion makes this a compare-and-swap: taints are shared with the node-lifecycle controller, and a
   // Conflict just means the next event brings a newer node to decide on.
-  const Json patch = {{"metadata", {{"resourceVersion", metadataString(*node, "resourceVersion")}}},
+  const Json patch = {{"metadata", {{"resourceVersion", kube::resourceVersionOf(*node)}}},
                       {"spec", {{"taints", std::move(*taints)}}}};
   auto written = client_.mergePatch(kube::kNodes, "", name, patch);
   if (written.ok()) {

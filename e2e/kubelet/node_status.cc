@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "kube/object.h"
 #include "util/time_format.h"
 
 namespace singleton::sim {
@@ -85,7 +86,7 @@ std::optional<Json> taintsWithoutNotReady(const Json& node) {
 }
 
 bool heartbeatStopped(const Json& node) {
-  std::string value = annotation(node, kHeartbeatAnnotation);
+  std::string value = kube::annotationOf(node, kHeartbeatAnnotation).value_or("");
   std::transform(value.begin(), value.end(), value.begin(), [](unsigned char c) { return std::tolower(c); });
   return value == "stopped";
 }

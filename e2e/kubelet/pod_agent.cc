@@ -1,4 +1,5 @@
 #include "pod_agent.h"
+#include "kube/object.h"
 
 #include <exception>
 #include <thread>
@@ -25,7 +26,9 @@ PodAgent::PodAgent(kube::Client& client, Config config, NodeStopped node_stopped
       config_(std::move(config)),
       node_stopped_(std::move(node_stopped)),
       clock_(clock),
-      queue_(clock) {
+      // Retries back off from 50 ms to 10 s, as the kubelet's own queue did (less eager than the operator's 5 ms).
+      queue_(clock, {},
+             controller::WorkQueueOptions{.base_delay = util::Millis(50), .max_delay = util::Millis(10'000)}) {
   cache_.addListener([this](const watch::Event& event) { onPodEvent(event); });
   if (config_.processes) {
     runtime_ = std::make_unique<ProcessRuntime>(client_, *config_.processes,
@@ -52,7 +55,7 @@ void PodAgent::run(std::stop_token stop) {
 
 void PodAgent::onPodEvent(const watch::Event& event) {
   const Json& pod = event.object;
-  const std::string uid = metadataString(pod, "uid");
+  const std::string uid = kube::uidOf(pod);
   const std::string ip = podIp(pod);
   const std::string key = watch::objectKey(pod);
   if (event.type == watch::EventType::kDeleted) {
@@ -93,7 +96,7 @@ void PodAgent::work(std::stop_token stop) {
     }
     if (outcome == Outcome::kRetry) {
       ++stats_.errors;
-      queue_.retry(*key);
+      queue_.addRateLimited(*key);
     } else {
       queue_.forget(*key);
     }
@@ -106,8 +109,7 @@ util::Millis PodAgent::readyDelayLeft(const Json& pod) {
   const util::MonoTime now = clock_.now();
   std::lock_guard lock(mutex_);
   // A pod already started before we saw it (we restarted) has waited long enough.
-  auto [it, inserted] =
-      first_seen_.try_emplace(metadataString(pod, "uid"), podStarted(pod) ? now - config_.ready_delay : now);
+  auto [it, inserted] = first_seen_.try_emplace(kube::uidOf(pod), podStarted(pod) ? now - config_.ready_delay : now);
   const auto left = std::chrono::duration_cast<util::Millis>(it->second + config_.ready_delay - now);
   return std::max(left, util::Millis(0));
 }
@@ -117,17 +119,17 @@ PodFacts PodAgent::factsFor(const Json& pod, util::Millis delay_left) {
   facts.now = clock_.wallNow();
   facts.host_ip = config_.host_ip;
   facts.ready_delay_elapsed = delay_left <= util::Millis(0);
-  if (podIp(pod).empty() && !hostNetwork(pod)) facts.pod_ip = ips_.assign(metadataString(pod, "uid"));
+  if (podIp(pod).empty() && !hostNetwork(pod)) facts.pod_ip = ips_.assign(kube::uidOf(pod));
   return facts;
 }
 
 bool PodAgent::runsProcesses(const Json& pod) const {
-  return runtime_ && (runtime_->known(metadataString(pod, "uid")) || isProcessPod(pod));
+  return runtime_ && (runtime_->known(kube::uidOf(pod)) || isProcessPod(pod));
 }
 
 PodPlan PodAgent::planFor(const Json& pod, util::Millis delay_left) {
   if (!runsProcesses(pod)) return planPod(pod, factsFor(pod, delay_left));
-  const std::string uid = metadataString(pod, "uid");
+  const std::string uid = kube::uidOf(pod);
   const Json* deletion = field(objectField(pod, "metadata"), "deletionTimestamp");
   if (deletion != nullptr && !deletion->is_null()) {
     PodPlan plan;
@@ -149,11 +151,11 @@ PodAgent::Outcome PodAgent::processPod(const std::string& key, Json pod, std::op
   // A terminal pod's containers have all ended for good: nothing to start, nothing to write.
   if (!deleting && (phase == "Failed" || phase == "Succeeded")) return Outcome::kDone;
   std::string ip = podIp(pod);
-  if (ip.empty()) ip = hostNetwork(pod) ? config_.host_ip : ips_.assign(metadataString(pod, "uid"));
+  if (ip.empty()) ip = hostNetwork(pod) ? config_.host_ip : ips_.assign(kube::uidOf(pod));
   runtime_->sync(pod, ip);
   if (deleting) {
     // The runtime queues the key again once the processes are gone.
-    if (!runtime_->stopped(metadataString(pod, "uid"))) return Outcome::kDone;
+    if (!runtime_->stopped(kube::uidOf(pod))) return Outcome::kDone;
     return finishDeletion(key, pod);
   }
   return writeStatus(key, std::move(pod), seen_at);
@@ -202,12 +204,11 @@ PodAgent::Outcome PodAgent::writeStatus(const std::string& key, Json pod, std::o
       spdlog::error("pod {}: no free pod IP in 10.244.0.0/16", key);
       return Outcome::kRetry;
     }
-    const std::string ns = metadataString(pod, "namespace");
-    const std::string name = metadataString(pod, "name");
+    const std::string ns = kube::namespaceOf(pod);
+    const std::string name = kube::nameOf(pod);
     // The resourceVersion makes the patch a compare-and-swap, so we never overwrite a condition another writer
     // (the node-lifecycle controller) set after the version we planned on.
-    const Json patch = {{"metadata", {{"resourceVersion", metadataString(pod, "resourceVersion")}}},
-                        {"status", plan.status}};
+    const Json patch = {{"metadata", {{"resourceVersion", kube::resourceVersionOf(pod)}}}, {"status", plan.status}};
     auto written = client_.mergePatch(kube::kPods, ns, name, patch, "status");
     if (written.ok()) {
       ++stats_.status_writes;
@@ -251,9 +252,8 @@ PodAgent::Outcome PodAgent::finishDeletion(const std::string& key, const Json& p
   kube::DeleteOptions options;
   options.grace_period_seconds = 0;
   // Only this incarnation: a pod created again under the same name (a StatefulSet's) is not ours to delete.
-  options.precondition_uid = metadataString(pod, "uid");
-  const util::Status removed =
-      client_.remove(kube::kPods, metadataString(pod, "namespace"), metadataString(pod, "name"), options);
+  options.precondition_uid = kube::uidOf(pod);
+  const util::Status removed = client_.remove(kube::kPods, kube::namespaceOf(pod), kube::nameOf(pod), options);
   if (removed.ok()) {
     ++stats_.deletes;
     spdlog::debug("pod {}: deletion finished", key);

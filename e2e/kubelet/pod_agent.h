@@ -13,13 +13,13 @@
 #include <stop_token>
 #include <string>
 
+#include "controller/work_queue.h"
 #include "ip_pool.h"
 #include "kube/client.h"
 #include "pod_status.h"
 #include "process_runtime.h"
 #include "util/clock.h"
 #include "watch/cache.h"
-#include "work_queue.h"
 
 namespace singleton::sim {
 
@@ -81,7 +81,9 @@ class PodAgent {
   NodeStopped node_stopped_;
   const util::Clock& clock_;
   watch::Cache cache_;
-  WorkQueue queue_;
+  // Per-pod keys: de-duplicated (a burst of events costs one write), one worker per pod at a time, a key added
+  // while its pod is being written handed out again afterwards.
+  controller::WorkQueue queue_;
   IpPool ips_;
   PodAgentStats stats_;
   std::unique_ptr<ProcessRuntime> runtime_;

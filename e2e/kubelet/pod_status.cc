@@ -4,6 +4,7 @@
 #include <cctype>
 #include <vector>
 
+#include "kube/object.h"
 #include "util/time_format.h"
 
 namespace singleton::sim {
@@ -59,7 +60,7 @@ std::string startedAt(const Json& current, const std::string& now) {
 
 Json containerStatuses(const Json& pod, const char* spec_list, const char* status_list, Target target, bool ready,
                        bool init, const std::string& now) {
-  const std::string uid = metadataString(pod, "uid");
+  const std::string uid = kube::uidOf(pod);
   const Json& current = arrayField(objectField(pod, "status"), status_list);
   Json out = Json::array();
   for (const Json& container : arrayField(objectField(pod, "spec"), spec_list)) {
@@ -163,7 +164,7 @@ bool matches(const Json& current, const Json& desired) {
 Readiness readiness(const Json& pod, Target target, const PodFacts& facts) {
   if (target == Target::kFailed) return {false, kSimulatedFailure, std::string(kPhaseAnnotation) + " is Failed"};
   if (target == Target::kSucceeded) return {false, "PodCompleted", ""};
-  if (lower(annotation(pod, kReadyAnnotation)) == "false") {
+  if (lower(kube::annotationOf(pod, kReadyAnnotation).value_or("")) == "false") {
     return {false, kSimulatedFailure, std::string(kReadyAnnotation) + " is \"false\""};
   }
   if (!facts.ready_delay_elapsed) {
@@ -249,7 +250,7 @@ PodPlan planProcessPod(const Json& pod, const PodFacts& facts, const PodRun& run
   Readiness ready;
   if (new_phase == "Succeeded" || new_phase == "Failed") {
     ready = {false, "PodCompleted", ""};
-  } else if (lower(annotation(pod, kReadyAnnotation)) == "false") {
+  } else if (lower(kube::annotationOf(pod, kReadyAnnotation).value_or("")) == "false") {
     ready = {false, kSimulatedFailure, std::string(kReadyAnnotation) + " is \"false\""};
   } else if (!all_ready) {
     ready = {false, "ContainersNotReady", "containers with unready status: [" + unready + "]"};
@@ -309,7 +310,7 @@ PodPlan planPod(const Json& pod, const PodFacts& facts) {
   // Terminal phases are final, as for a real kubelet: the pod's containers will not run again.
   if (phase == "Failed" || phase == "Succeeded") return plan;
 
-  const std::string requested = lower(annotation(pod, kPhaseAnnotation));
+  const std::string requested = lower(kube::annotationOf(pod, kPhaseAnnotation).value_or(""));
   const Target target = requested == "failed"      ? Target::kFailed
                         : requested == "succeeded" ? Target::kSucceeded
                                                    : Target::kRunning;

@@ -1,4 +1,5 @@
 #include "process_runtime.h"
+#include "kube/object.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -428,7 +429,7 @@ void ProcessRuntime::killAll(Pod& pod, int sig) {
 }
 
 void ProcessRuntime::sync(const Json& pod, const std::string& pod_ip) {
-  const std::string uid = metadataString(pod, "uid");
+  const std::string uid = kube::uidOf(pod);
   const Json* deletion = field(objectField(pod, "metadata"), "deletionTimestamp");
   const bool deleting = deletion != nullptr && !deletion->is_null();
   {
@@ -438,8 +439,8 @@ void ProcessRuntime::sync(const Json& pod, const std::string& pod_ip) {
       if (deleting) return;  // nothing of it runs
       auto state = std::make_unique<Pod>();
       state->uid = uid;
-      state->ns = metadataString(pod, "namespace");
-      state->name = metadataString(pod, "name");
+      state->ns = kube::namespaceOf(pod);
+      state->name = kube::nameOf(pod);
       state->key = state->ns + "/" + state->name;
       state->service_account = serviceAccountName(pod);
       state->automount = automountToken(pod);

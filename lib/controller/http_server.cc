@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -18,9 +19,7 @@
 namespace singleton::controller {
 namespace {
 
-// A few workers, so one slow client cannot hold up a kubelet probe; a bounded queue, so a flood cannot exhaust
-// memory (beyond it, connections are closed at once).
-constexpr int kWorkers = 4;
+// A bounded queue, so a flood cannot exhaust memory (beyond it, connections are closed at once).
 constexpr std::size_t kMaxPending = 64;
 constexpr std::size_t kMaxHeaderBytes = std::size_t{8} * 1024;
 // A whole request must arrive within this, and a response must drain within it.
@@ -209,7 +208,8 @@ util::Result<BindAddress> parseBindAddress(std::string_view text) {
   return address;
 }
 
-HttpServer::HttpServer(std::string name) : name_(std::move(name)) {}
+HttpServer::HttpServer(std::string name, HttpServerOptions options)
+    : name_(std::move(name)), workers_count_(std::max(options.workers, 1)) {}
 
 HttpServer::~HttpServer() { stop(); }
 
@@ -226,7 +226,7 @@ util::Status HttpServer::start(std::string_view bind_address) {
   }
   listen_fd_ = *fd;
   port_ = boundPort(listen_fd_);
-  for (int i = 0; i < kWorkers; ++i) workers_.emplace_back([this] { workLoop(); });
+  for (int i = 0; i < workers_count_; ++i) workers_.emplace_back([this] { workLoop(); });
   acceptor_ = std::thread([this] { acceptLoop(); });
   logger().info("serving", {.values = {{"server", name_}, {"address", address->host + ":" + std::to_string(port_)}}});
   return {};

@@ -25,6 +25,12 @@ struct BindAddress {
 };
 util::Result<BindAddress> parseBindAddress(std::string_view text);
 
+struct HttpServerOptions {
+  // Threads answering requests (besides the one accepting): several, so one slow client cannot hold up a kubelet
+  // probe; a small binary whose handlers answer from memory may take 1 (each thread costs resident pages).
+  int workers = 4;
+};
+
 class HttpServer {
  public:
   struct Request {
@@ -40,7 +46,7 @@ class HttpServer {
   using Handler = std::function<Response(const Request&)>;
 
   // `name` appears in logs ("health", "metrics").
-  explicit HttpServer(std::string name);
+  explicit HttpServer(std::string name, HttpServerOptions options = {});
   ~HttpServer();  // stops
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -63,6 +69,7 @@ class HttpServer {
   void serve(int fd);
 
   std::string name_;
+  int workers_count_;
   std::map<std::string, Handler> routes_;
   int listen_fd_ = -1;
   int wake_pipe_[2] = {-1, -1};  // readable once stop() wrote to it: wakes every thread out of poll()

@@ -1,12 +1,10 @@
-// The flags, the work queue and the IP pool.
+// The flags and the IP pool.
 #include <gtest/gtest.h>
 
 #include <set>
-#include <thread>
 
 #include "ip_pool.h"
 #include "options.h"
-#include "work_queue.h"
 
 namespace singleton::sim {
 namespace {
@@ -43,47 +41,6 @@ TEST(Options, BadFlagsAreOneLineErrors) {
     ASSERT_FALSE(parsed.ok()) << args[0];
     EXPECT_EQ(parsed.error().message.find('\n'), std::string::npos);
   }
-}
-
-TEST(WorkQueue, DeduplicatesAndNeverHandsOneKeyToTwoWorkers) {
-  WorkQueue queue;
-  queue.add("a");
-  queue.add("a");
-  queue.add("b");
-  EXPECT_EQ(queue.length(), 2u);
-  auto first = queue.get({});
-  ASSERT_EQ(first, "a");
-  queue.add("a");  // while processing: held back until done
-  EXPECT_EQ(queue.get({}), "b");
-  EXPECT_EQ(queue.length(), 0u);
-  queue.done("a");
-  EXPECT_EQ(queue.get({}), "a");
-  queue.done("a");
-  queue.done("b");
-  EXPECT_EQ(queue.length(), 0u);
-}
-
-TEST(WorkQueue, DelayedKeysComeWhenDue) {
-  util::FakeClock clock;
-  WorkQueue queue(clock);
-  queue.addAfter("late", util::Millis(1000));
-  queue.addAfter("late", util::Millis(5000));  // the earlier due time wins
-  std::stop_source stop;
-  std::optional<std::string> got;
-  std::jthread worker([&] { got = queue.get(stop.get_token()); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  EXPECT_FALSE(got);
-  clock.advance(util::Millis(1000));
-  worker.join();
-  EXPECT_EQ(got, "late");
-}
-
-TEST(WorkQueue, GetReturnsOnStop) {
-  WorkQueue queue;
-  std::stop_source stop;
-  std::jthread worker([&] { EXPECT_FALSE(queue.get(stop.get_token())); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  stop.request_stop();
 }
 
 TEST(IpPool, UniqueStableAndReleased) {

@@ -162,6 +162,17 @@ TEST(HttpServerBindTest, AllInterfacesIncludeLoopback) {
   EXPECT_EQ(httpGet(server.port(), "/x").status, 200) << "\":port\" also answers on 127.0.0.1";
 }
 
+TEST(HttpServerBindTest, OneWorkerServesRequestsInTurn) {
+  HttpServer server("one", HttpServerOptions{.workers = 1});
+  server.handle("/x", [](const HttpServer::Request&) { return HttpServer::Response{200, "x"}; });
+  ASSERT_TRUE(server.start("127.0.0.1:0").ok());
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(httpGet(server.port(), "/x").status, 200);
+  // A client that never finishes its request holds the only worker until it gives up or leaves; the next is served.
+  auto slow = rawHttp(server.port(), {"GET /x HTTP/1.1\r\n", "\r\n"}, 20ms);
+  EXPECT_EQ(slow.status, 200);
+  EXPECT_EQ(httpGet(server.port(), "/x").status, 200);
+}
+
 TEST(HttpServerBindTest, StopWithoutStartIsHarmless) {
   HttpServer server("never");
   server.stop();
