@@ -8,7 +8,7 @@
 # failover), so it measures one failover, not its contention with the last one's aftermath (the deleted pod
 # recreated, status, events); a back-to-back run of deletions is reported beside it.
 # Env: BENCH_WORKLOADS=1000 (cold start and memory), BENCH_FAILOVERS=100 (per kind), BENCH_IDLE_WORKLOADS=100,
-#      BENCH_IDLE_WINDOW=60 (seconds), BENCH_SETTLE_MS=200, BENCH_STALLS=3 (15 s apiserver stalls, each followed by
+#      BENCH_AGENT_FAILOVERS (per kind, agent workloads; default BENCH_FAILOVERS), BENCH_IDLE_WINDOW=60 (seconds), BENCH_SETTLE_MS=200, BENCH_STALLS=3 (15 s apiserver stalls, each followed by
 #      a failover timed from the recovery), BENCH_OPERATOR_WORKERS (the operator's --workers;
 #      default: its own default), BENCH_KEEP=1 (keep logs)
 set -euo pipefail
@@ -76,6 +76,7 @@ until [[ -n $(operator_leader) ]]; do
 done
 until [[ $(kubectl get nodes --no-headers 2>/dev/null | grep -c ' Ready ') == "$nodes" ]]; do sleep 0.2; done
 leader=$(operator_leader)
+first_leader=$leader
 log "operator leader: $leader (3 replicas, lease 15s / renew 10s / retry 2s, ${BENCH_OPERATOR_WORKERS:-default} workers); $nodes simulated nodes"
 
 bench() { "$driver" --kubeconfig "$KUBECONFIG" "$@"; }
@@ -135,6 +136,49 @@ if ((failovers > 0)); then
     --workloads 10 --replicas 3 --count "$failovers" --mode delete --timeout 120 || true
 fi
 
+# --- agent workloads: the leader's process, not only its label -----------------------------------------------------
+# Each replica runs singleton-agent around singleton-activity (real processes under the simulated kubelet, in-cluster
+# config, the RBAC of manifests/agent-rbac.yaml). A failover is timed from the trigger to the successor's COMMAND
+# logging its start (CLOCK_MONOTONIC, the driver's clock), and every run checks that no two active windows of a
+# workload overlap. The agents' cost in steady state: their RSS, and the API requests the apiserver served per
+# workload per minute beyond a window of the same length without them.
+agent_failovers=${BENCH_AGENT_FAILOVERS:-$failovers}
+agent_bin="$build/cli/singleton-agent"
+activity_bin="$build/tests/singleton-activity"
+agent_rss="-" agent_requests="-"
+if ((agent_failovers > 0)); then
+  activity_dir="$dir/activity"
+  mkdir -p "$activity_dir"
+  chmod 0777 "$activity_dir"
+  kubectl create namespace bench-agent >/dev/null
+  kubectl apply -n bench-agent -f "$bench_root/manifests/agent-rbac.yaml" >/dev/null
+  agent_flags=(--agent "$agent_bin" --activity "$activity_bin" --activity-dir "$activity_dir")
+  log "agent workloads: API requests in a 30 s window before they exist (the baseline)"
+  step "requests, baseline" "$dir/agent-baseline.out" --namespace bench-agent requests --seconds 30 || true
+  log "agent workloads: 10 x 3 pods running singleton-agent -- singleton-activity"
+  step "create agent workloads" "$dir/agent-create.out" --namespace bench-agent create --count 10 --replicas 3 \
+    --prefix ag "${agent_flags[@]}"
+  step "agent workloads steady" "$dir/agent-steady.out" --namespace bench-agent steady --count 10 --replicas 3 \
+    --prefix ag --timeout 180 || true
+  sleep 10
+  step "requests, agents steady" "$dir/agent-requests.out" --namespace bench-agent requests --seconds 30 || true
+  agent_requests=$(awk -v a="$(val requests_per_min "$dir/agent-requests.out")" -v b="$(val requests_per_min "$dir/agent-baseline.out")" \
+    'BEGIN { if (a == "-" || b == "-") print "-"; else printf "%.1f", (a - b) / 10 }')
+  # This run's agents only (tests elsewhere on the machine may run agents too).
+  agent_pids=$(pgrep -d, -f -- "$agent_bin -- $activity_bin $activity_dir" || true)
+  if [[ -n $agent_pids ]]; then
+    agent_rss=$(ps -o rss= -p "$agent_pids" | awk '{ s += $1; if ($1 > m) m = $1; n++ }
+      END { if (n) printf "%.1f / %.1f (n=%d)", s / n / 1024, m / 1024, n; else print "-" }')
+  fi
+  log "agent failovers: $agent_failovers by deleting the leader pod (COMMAND stops at once on SIGTERM)"
+  step "agent failovers (delete)" "$dir/agent-delete.out" --namespace bench-agent failover --prefix ag --workloads 10 \
+    --replicas 3 --count "$agent_failovers" --mode delete --settle-ms "$settle_ms" --timeout 120 "${agent_flags[@]}" || true
+  log "agent failovers: $agent_failovers by the leader turning not Ready (its process stays alive)"
+  step "agent failovers (not ready)" "$dir/agent-notready.out" --namespace bench-agent failover --prefix ag \
+    --workloads 10 --replicas 3 --count "$agent_failovers" --mode notready --settle-ms "$settle_ms" --timeout 120 \
+    "${agent_flags[@]}" || true
+fi
+
 # --- recovery from a stalled apiserver ------------------------------------------------------------------------------
 if ((failovers > 0 && stalls > 0)); then
   log "apiserver stall: $stalls times SIGSTOP for 15 s (past the operator's renew deadline), SIGCONT, then delete a leader pod"
@@ -172,6 +216,34 @@ if ((workloads > 0)); then
       --workloads 10 --replicas 3 --count 30 --mode delete --timeout 300 || true
   fi
 fi
+
+# --- the fencing stamp's cost on an operator takeover ----------------------------------------------------------------
+# docs/design.md "the label fence": a takeover writes no stamp; a term's first label change in a workload stamps
+# each pod an earlier term may still write (3 per workload here), once per workload per term.
+takeover_n=$((workloads < 100 ? workloads : 100))
+takeover_seconds="-"
+if ((workloads > 0 && failovers > 0)); then
+  log "operator takeover with $workloads workloads: SIGKILL the leader $leader, stamps counted for 45 s"
+  bench --namespace bench-scale stamps --seconds 45 >"$dir/takeover.out" 2>"$dir/takeover.out.err" &
+  stamps_pid=$!
+  sleep 5
+  old_leader=$leader
+  kill -KILL "${op_pid[$old_leader]}"
+  killed_at=$SECONDS
+  deadline=$((SECONDS + 60))
+  until leader=$(operator_leader) && [[ -n $leader && $leader != "$old_leader" ]]; do
+    ((SECONDS < deadline)) || { log "no new operator leader after the SIGKILL"; break; }
+    sleep 0.1
+  done
+  takeover_seconds=$((SECONDS - killed_at))
+  wait "$stamps_pid" || failed_steps+=("takeover stamps")
+  log "new operator leader $leader after ${takeover_seconds} s; first failover of $takeover_n of those workloads in its term"
+  step "failovers, first in the term" "$dir/failover-first.out" --namespace bench-scale failover --prefix cs \
+    --workloads "$takeover_n" --replicas 3 --count "$takeover_n" --mode delete --settle-ms "$settle_ms" --timeout 300 || true
+  log "the same $takeover_n workloads failed over again in the same term"
+  step "failovers, second in the term" "$dir/failover-second.out" --namespace bench-scale failover --prefix cs \
+    --workloads "$takeover_n" --replicas 3 --count "$takeover_n" --mode delete --settle-ms "$settle_ms" --timeout 300 || true
+fi
 log "done in $((SECONDS - started)) s"
 
 d="$dir/failover-delete.out"
@@ -181,7 +253,7 @@ l="$dir/failover-loaded.out"
 s="$dir/failover-stall.out"
 row() { printf '%-58s %14s   %s\n' "$1" "$2" "$3"; }
 echo
-echo "Operator benchmark: 3 operator replicas (leader $leader), $nodes simulated nodes, local control plane on $(nproc) CPUs"
+echo "Operator benchmark: 3 operator replicas (leader $first_leader), $nodes simulated nodes, local control plane on $(nproc) CPUs"
 row "figure" "measured" "target"
 row "failover after leader pod deletion, p50 (ms)" "$(val watch_p50_ms "$d")" "<= 50"
 row "failover after leader pod deletion, p99 (ms)" "$(val watch_p99_ms "$d")" "<= 250"
@@ -199,11 +271,26 @@ row "operator leader RSS, $workloads workloads x 3 pods (MiB)" "$rss_scale_leade
 row "cold start, $workloads workloads x 3 pods, all led (s)" "$(val coldstart_seconds "$dir/coldstart.out")" "<= 60"
 row "  first workload led / every pod Ready after (s)" "$(val coldstart_first_leader_seconds "$dir/coldstart.out") / $(val coldstart_all_pods_ready_seconds "$dir/coldstart.out")" ""
 row "failover after deletion with $workloads workloads, p50/p99 (ms)" "$(val watch_p50_ms "$l")/$(val watch_p99_ms "$l")" "(no target)"
+ad="$dir/agent-delete.out"
+an="$dir/agent-notready.out"
+row "agent: pod deletion -> new COMMAND active, p50 (ms)" "$(val active_p50_ms "$ad")" "<= 100"
+row "agent: pod deletion -> new COMMAND active, p99 (ms)" "$(val active_p99_ms "$ad")" "<= 300"
+row "  (n, p90, max; active windows overlapping, smallest gap ms)" "$(val active_n "$ad"), $(val active_p90_ms "$ad"), $(val active_max_ms "$ad"); $(val overlaps "$ad"), $(val smallest_gap_ms "$ad")" "overlaps 0"
+row "agent: Ready=False seen -> new COMMAND active, p50 (ms)" "$(val active_from_loss_p50_ms "$an")" "<= 100"
+row "agent: Ready=False seen -> new COMMAND active, p99 (ms)" "$(val active_from_loss_p99_ms "$an")" "<= 300"
+row "  (n, p90, max; active windows overlapping, smallest gap ms)" "$(val active_from_loss_n "$an"), $(val active_from_loss_p90_ms "$an"), $(val active_from_loss_max_ms "$an"); $(val overlaps "$an"), $(val smallest_gap_ms "$an")" "overlaps 0"
+row "agent RSS, mean / max (MiB)" "$agent_rss" "<= 8"
+row "agent API requests per workload per minute, steady" "$agent_requests" "<= 12 (one per 5 s)"
+f1="$dir/failover-first.out"
+f2="$dir/failover-second.out"
+row "operator takeover (SIGKILL), $workloads workloads: stamps / pod PATCHes" "$(val stamps "$dir/takeover.out") / $(val pod_patches "$dir/takeover.out")" "0 / 0 (new leader after ${takeover_seconds} s)"
+row "  first failover per workload in the new term: stamps, p50/p99 (ms)" "$(val stamps "$f1"), $(val watch_p50_ms "$f1")/$(val watch_p99_ms "$f1")" "<= 3 per failover (n=$(val watch_n "$f1"))"
+row "  second failover of the same workloads: stamps, p50/p99 (ms)" "$(val stamps "$f2"), $(val watch_p50_ms "$f2")/$(val watch_p99_ms "$f2")" "0 (n=$(val watch_n "$f2"))"
 echo "RSS of every replica (* = leader), MiB: idle: $rss_idle_all"
 echo "                                      $idle_workloads workloads: $rss_100"
 echo "                                      $workloads workloads: $rss_scale_all"
 # A partial run (BENCH_FAILOVERS=0 ...) has no output from the skipped steps.
-violations=$({ cat "$d" "$b" "$n" "$l" "$s" "$dir/coldstart.out" 2>/dev/null || true; } | sed -n 's/^violations=//p' | awk '{ s += $1 } END { print s + 0 }')
+violations=$({ cat "$d" "$b" "$n" "$l" "$s" "$f1" "$f2" "$ad" "$an" "$dir/coldstart.out" 2>/dev/null || true; } | sed -n 's/^violations=//p' | awk '{ s += $1 } END { print s + 0 }')
 echo "CPU seconds during the cold start: $cpu_coldstart; the benchmark's driver $(val coldstart_driver_cpu_seconds "$dir/coldstart.out")"
 echo "leader auditor over every run: $violations violations (two pods labelled leader, or a token that did not grow)"
 if ((${#failed_steps[@]})); then

@@ -3,13 +3,17 @@
 // arrival times on one watch stream, and every run also checks that no two pods of a workload were ever labelled
 // leader at once and that tokens only grew (the run fails otherwise).
 //
-//   singleton-bench-operator --kubeconfig F --namespace NS create   --count N [--replicas R] [--prefix P] [--nodes
-//   PFX:K] singleton-bench-operator --kubeconfig F --namespace NS coldstart --count N [--replicas R] [--prefix P]
-//   [--nodes PFX:K] singleton-bench-operator --kubeconfig F --namespace NS steady   --count N [--replicas R] [--prefix
-//   P] singleton-bench-operator --kubeconfig F --namespace NS failover --workloads K --count N --mode delete|notready
-//                                                                     [--settle-ms MS]
-//                                                                     [--stall-pid PID --stall-seconds S]
-//   singleton-bench-operator --kubeconfig F --namespace NS idle     --seconds W [--operator-lease NS/NAME]
+// Commands (each with --kubeconfig F --namespace NS):
+//   create    --count N [--replicas R] [--prefix P] [--nodes PFX:K]
+//   coldstart --count N [--replicas R] [--prefix P] [--nodes PFX:K]
+//   steady    --count N [--replicas R] [--prefix P]
+//   failover  --workloads K --count N --mode delete|notready [--settle-ms MS] [--stall-pid PID --stall-seconds S]
+//   idle      --seconds W [--operator-lease NS/NAME]
+//   stamps    --seconds W      (the operator's fencing stamps and pod PATCHes while the script does something)
+//   requests  --seconds W      (every non-watch API request the apiserver served meanwhile)
+// create, coldstart and failover take --agent BIN --activity BIN --activity-dir DIR: replicas run singleton-agent
+// around singleton-activity (real processes), and failover also times the new COMMAND's start and checks that no two
+// active windows of a workload overlap.
 //
 // Results go to stdout as `key=value` lines (for the script); progress to stderr. Exit 1 on a failed run or a
 // leader-auditor violation, 2 on bad usage.
@@ -18,6 +22,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -66,12 +72,17 @@ struct Args {
   // request clock then starts at its SIGCONT, so request_* is the time from the apiserver's recovery.
   int stall_pid = 0;
   int stall_seconds = 15;
+  // Agent workloads: each replica runs `agent -- activity activity_dir` as a real process (the simulated kubelet runs
+  // containers that name a host executable), and failover also times the successor's COMMAND start from its log.
+  std::string agent;
+  std::string activity;
+  std::string activity_dir;
 };
 
 [[noreturn]] void usage(const std::string& message) {
   std::cerr << "singleton-bench-operator: " << message << "\n"
             << "usage: singleton-bench-operator --kubeconfig F [--namespace NS] "
-               "create|coldstart|steady|failover|idle [flags] (see the source's header)\n";
+               "create|coldstart|steady|failover|idle|stamps|requests [flags] (see the source's header)\n";
   std::exit(2);
 }
 
@@ -111,6 +122,12 @@ Args parseArgs(int argc, char** argv) {
       a.stall_pid = std::stoi(value());
     else if (arg == "--stall-seconds")
       a.stall_seconds = std::stoi(value());
+    else if (arg == "--agent")
+      a.agent = value();
+    else if (arg == "--activity")
+      a.activity = value();
+    else if (arg == "--activity-dir")
+      a.activity_dir = value();
     else if (arg.rfind("--", 0) == 0)
       usage("unknown flag " + arg);
     else if (a.command.empty())
@@ -119,6 +136,8 @@ Args parseArgs(int argc, char** argv) {
       usage("unexpected argument " + arg);
   }
   if (a.command.empty()) usage("no command");
+  if (!a.agent.empty() && (a.activity.empty() || a.activity_dir.empty()))
+    usage("--agent needs --activity and --activity-dir");
   return a;
 }
 
@@ -130,6 +149,11 @@ Json workloadObject(const Args& a, int i) {
   Json spec = {
       {"terminationGracePeriodSeconds", 5},
       {"containers", Json::array({{{"name", "main"}, {"image", "busybox:1.36"}, {"command", {"sleep", "1000000"}}}})}};
+  if (!a.agent.empty()) {
+    spec["serviceAccountName"] = "singleton-agent";  // manifests/agent-rbac.yaml, applied by the script
+    spec["containers"] =
+        Json::array({{{"name", "main"}, {"image", "host"}, {"command", {a.agent, "--", a.activity, a.activity_dir}}}});
+  }
   if (!a.nodes.empty()) {
     const auto colon = a.nodes.rfind(':');
     const int k = std::max(1, std::stoi(a.nodes.substr(colon + 1)));
@@ -141,6 +165,102 @@ Json workloadObject(const Args& a, int i) {
   object["spec"] = {{"replicas", a.replicas}, {"template", pod_template}};
   return object;
 }
+
+// Counts the operator's fencing stamps independently, from a pod watch: changes to a pod's singleton.dev/operator-term
+// annotation (docs/design.md, "the label fence"). A pod created with a stamp is not counted: its creator wrote it in
+// the create, with no extra request.
+class StampWatch final : public watch::Handler {
+ public:
+  StampWatch(kube::Client& client, const std::string& ns) {
+    watch::ReflectorOptions options;
+    options.ns = ns;
+    reflector_ = std::make_unique<watch::Reflector>(client, kube::kPods, options, *this);
+    thread_ = std::jthread([this](std::stop_token stop) { reflector_->run(stop); });
+    const auto deadline = Clock::now() + 60s;
+    while (!reflector_->hasSynced() && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  }
+  ~StampWatch() override { thread_.request_stop(); }
+  StampWatch(const StampWatch&) = delete;
+  StampWatch& operator=(const StampWatch&) = delete;
+
+  void onReplace(std::vector<Json> objects, const std::string&) override {
+    std::lock_guard g(mutex_);
+    terms_.clear();
+    for (const auto& pod : objects) terms_[nameOf(pod)] = termOf(pod);
+  }
+  void onEvent(const watch::Event& e) override {
+    std::lock_guard g(mutex_);
+    const std::string name = nameOf(e.object);
+    if (e.type == watch::EventType::kDeleted) {
+      terms_.erase(name);
+      return;
+    }
+    const std::string term = termOf(e.object);
+    const auto it = terms_.find(name);
+    if (it != terms_.end() && it->second != term) ++stamps_;
+    terms_[name] = term;
+  }
+  int stamps() const {
+    std::lock_guard g(mutex_);
+    return stamps_;
+  }
+
+ private:
+  static std::string nameOf(const Json& pod) { return pod.value("metadata", Json::object()).value("name", ""); }
+  static std::string termOf(const Json& pod) {
+    const Json annotations = pod.value("metadata", Json::object()).value("annotations", Json::object());
+    return annotations.value("singleton.dev/operator-term", "");
+  }
+
+  mutable std::mutex mutex_;
+  std::map<std::string, std::string> terms_;
+  int stamps_ = 0;
+  std::unique_ptr<watch::Reflector> reflector_;
+  std::jthread thread_;
+};
+
+long long steadyMicros(Clock::time_point at) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(at.time_since_epoch()).count();
+}
+
+// One active window of an agent's COMMAND (singleton-activity's log, µs on CLOCK_MONOTONIC = steady_clock).
+struct Window {
+  std::string pod;
+  long long start = 0;
+  long long last = 0;  // the last beat or the stop
+  long long token = -1;
+};
+
+std::vector<Window> readWindows(const std::string& dir, const std::string& only_pod = "") {
+  std::vector<Window> windows;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (entry.path().extension() != ".log") continue;
+    const std::string pod = entry.path().stem().string();
+    if (!only_pod.empty() && pod != only_pod) continue;
+    std::ifstream in(entry.path());
+    std::string line;
+    std::vector<Window> own;
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string kind;
+      long long at = 0;
+      if (!(fields >> kind >> at)) continue;  // a line being written
+      if (kind == "start") {
+        own.push_back({pod, at, at, -1});
+        fields >> own.back().token;
+      } else if (!own.empty() && (kind == "beat" || kind == "stop")) {
+        own.back().last = std::max(own.back().last, at);
+      }
+    }
+    windows.insert(windows.end(), own.begin(), own.end());
+  }
+  std::sort(windows.begin(), windows.end(), [](const Window& x, const Window& y) { return x.start < y.start; });
+  return windows;
+}
+
+// The workload a pod belongs to: the operator names pods <workload>-<ordinal>.
+std::string workloadOfPod(const std::string& pod) { return pod.substr(0, pod.rfind('-')); }
 
 class Bench {
  public:
@@ -160,6 +280,8 @@ class Bench {
     if (a_.command == "steady") return steady();
     if (a_.command == "failover") return failover();
     if (a_.command == "idle") return idle();
+    if (a_.command == "stamps") return stamps();
+    if (a_.command == "requests") return requests();
     usage("unknown command " + a_.command);
   }
 
@@ -379,8 +501,11 @@ class Bench {
       }
     };
     auto auditor = startAuditor(false, options);
+    StampWatch stamp_watch(*client_, a_.ns);
+    const double pod_patches_before = podPatches();
 
     std::vector<double> from_watch, from_request;
+    std::vector<double> active_from_request, active_from_loss;  // agent workloads: trigger -> new COMMAND started
     int failures = 0;
     for (int n = 0; n < a_.count; ++n) {
       const std::string workload = workloadName(a_, n % a_.workloads);
@@ -461,6 +586,25 @@ class Bench {
         const double watched = ms(*result.next - *result.lost);
         from_watch.push_back(watched);
         from_request.push_back(ms(*result.next - requested));
+        if (!a_.agent.empty()) {
+          // The successor's COMMAND logs its start with the new token once its agent saw the hand-off complete.
+          std::optional<long long> started;
+          const auto deadline = Clock::now() + 30s;
+          while (!started && Clock::now() < deadline) {
+            for (const Window& w : readWindows(a_.activity_dir, result.next_pod)) {
+              if (w.token == result.next_token) started = w.start;
+            }
+            if (!started) std::this_thread::sleep_for(2ms);
+          }
+          if (!started) {
+            std::cerr << "failover " << n << ": " << result.next_pod << "'s COMMAND never started with token "
+                      << result.next_token << "\n";
+            ++failures;
+          } else {
+            active_from_request.push_back((*started - steadyMicros(requested)) / 1000.0);
+            active_from_loss.push_back((*started - steadyMicros(*result.lost)) / 1000.0);
+          }
+        }
         if (result.next_token != std::stoll(leader->token.value_or("-1")) + 1) {
           std::cerr << "failover " << n << ": token " << result.next_token << " after " << *leader->token << "\n";
           ++failures;
@@ -478,7 +622,14 @@ class Bench {
     }
     std::cout << "mode=" << a_.mode << "\nfailures=" << failures << "\n"
               << percentiles("watch", from_watch) << percentiles("request", from_request);
+    // Give the watch a moment to show the last failover's writes.
+    std::this_thread::sleep_for(1s);
+    std::cout << "stamps=" << stamp_watch.stamps() << "\npod_patches=" << podPatches() - pod_patches_before << "\n";
     const int v = reportViolations(*auditor);
+    if (!a_.agent.empty()) {
+      std::cout << percentiles("active", active_from_request) << percentiles("active_from_loss", active_from_loss);
+      if (!reportOverlaps()) return 1;
+    }
     return failures == 0 ? v : 1;
   }
 
@@ -546,6 +697,74 @@ class Bench {
       out[verb + " " + resource] += std::stod(line.substr(line.rfind(' ') + 1));
     }
     return out;
+  }
+
+  // Active windows of different pods of one workload (this run's prefix) must never overlap: prints how many did and
+  // the worst overlap, and the smallest gap between one window's end and the next one's start.
+  bool reportOverlaps() {
+    std::map<std::string, std::vector<Window>> by_workload;
+    for (Window& w : readWindows(a_.activity_dir)) {
+      if (w.pod.rfind(a_.prefix + "-", 0) == 0) by_workload[workloadOfPod(w.pod)].push_back(std::move(w));
+    }
+    int overlaps = 0;
+    long long worst = 0;
+    std::optional<long long> smallest_gap;
+    std::size_t windows = 0;
+    for (const auto& [workload, list] : by_workload) {
+      windows += list.size();
+      for (std::size_t i = 1; i < list.size(); ++i) {
+        const long long gap = list[i].start - list[i - 1].last;
+        if (gap <= 0) {
+          ++overlaps;
+          worst = std::max(worst, -gap);
+          std::cerr << "OVERLAP " << list[i - 1].pod << " (token " << list[i - 1].token << ") still active "
+                    << -gap / 1000.0 << " ms after " << list[i].pod << " (token " << list[i].token << ") started\n";
+        }
+        if (list[i].token <= list[i - 1].token) {
+          ++overlaps;
+          std::cerr << "TOKEN " << list[i].pod << " started with " << list[i].token << " after " << list[i - 1].token
+                    << "\n";
+        }
+        smallest_gap = std::min(smallest_gap.value_or(gap), gap);
+      }
+    }
+    std::printf("windows=%zu\noverlaps=%d\noverlap_max_ms=%.1f\nsmallest_gap_ms=%.1f\n", windows, overlaps,
+                worst / 1000.0, smallest_gap.value_or(0) / 1000.0);
+    return overlaps == 0;
+  }
+
+  // Every API request (watches aside) the apiserver served during --seconds, from its /metrics.
+  int requests() {
+    auto total = [&] {
+      double sum = 0;
+      for (const auto& [key, value] : apiserverRequests(/*writes_only=*/false)) sum += value;
+      return sum;
+    };
+    const double before = total();
+    const auto t0 = Clock::now();
+    std::this_thread::sleep_for(std::chrono::seconds(a_.seconds));
+    const double after = total();
+    std::printf("requests=%.0f\nrequests_per_min=%.1f\n", after - before,
+                (after - before) / (ms(Clock::now() - t0) / 60000.0));
+    return 0;
+  }
+
+  // PATCH requests to pods (not their status) the apiserver served, from its /metrics: the operator's label and stamp
+  // writes, and the benchmark's own readiness annotations in --mode notready.
+  double podPatches() {
+    const auto writes = apiserverWrites();
+    const auto it = writes.find("PATCH pods");
+    return it == writes.end() ? 0.0 : it->second;
+  }
+
+  // Watches the namespace's pods for --seconds (the script takes the operator leader over meanwhile): the stamps
+  // written and PATCH requests to pods.
+  int stamps() {
+    StampWatch stamp_watch(*client_, a_.ns);
+    const double before = podPatches();
+    std::this_thread::sleep_for(std::chrono::seconds(a_.seconds));
+    std::cout << "stamps=" << stamp_watch.stamps() << "\npod_patches=" << podPatches() - before << "\n";
+    return 0;
   }
 
   int idle() {
