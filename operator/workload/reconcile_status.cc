@@ -259,7 +259,9 @@ util::Status Reconciler::updateStatus(Context& ctx) {
   }
 
   // Events on transitions, read from the status as the workload shows it.
-  if (conditionField(w.status, "LeaderElected", "status") == "True" && !has_leader) {
+  // A pending hand-off leaves the workload without a labelled leader by design (the successor waits for the old one
+  // to stop): the Failover event already said so, and a warning would cry wolf on every failover.
+  if (conditionField(w.status, "LeaderElected", "status") == "True" && !has_leader && !waiting) {
     event(ctx, controller::EventType::kWarning, "NoReadyReplica", "no Ready pod can lead; the workload has no leader");
   }
   if (conditionField(w.status, "Progressing", "reason") == "RollingUpdate" && !outdated) {

@@ -94,6 +94,8 @@ TEST(ReconcilerHandoffTest, MoveRecordsWhoMustStopFirstAndDoesNotLabelTheSuccess
   EXPECT_EQ(h.status("w")["handoff"], Json({{"mode", "WaitForStop"}, {"pendingFrom", "w-0"}, {"pendingTo", "w-1"}}));
   EXPECT_EQ(h.condition("w", "Ready", "reason"), "HandoffPending");
   EXPECT_EQ(h.condition("w", "LeaderElected", "reason"), "HandoffPending");
+  // A hand-off in progress is not a workload without a Ready replica: no NoReadyReplica warning.
+  EXPECT_TRUE(h.events("NoReadyReplica").empty());
 }
 
 TEST(ReconcilerHandoffTest, AgentAckLetsTheSuccessorBeLabelled) {
