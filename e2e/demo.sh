@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # singleton-operator end to end on a local control plane: the CRD, a simulated kubelet with three Nodes, three
-# operator replicas (one leads, two stand by), and the sample SingletonWorkload billing-cron (3 pods: one leader,
-# two warm standbys). Then: delete the leader pod (failover, token + 1, timed by a watch), SIGKILL the leading
-# operator replica (another takes over) and fail over once more under the new operator leader.
+# operator replicas (one leads, two stand by), and a SingletonWorkload billing-cron whose 3 pods run real processes:
+# singleton-agent wrapping a COMMAND (singleton-activity, which logs start, a heartbeat and stop on the monotonic
+# clock). One COMMAND is active, two replicas wait warm. Then: delete the leader pod (the old COMMAND stops, then the
+# new one starts with token + 1; the gap comes from the COMMANDs' own logs), SIGKILL the leading operator replica
+# (another takes over) and fail over once more under the new operator leader.
 # Usage: e2e/demo.sh [BUILD_DIR]      (LEASE_DURATION=5s: the operators' own election; DEMO_KEEP=1 keeps the logs)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 operator="$build/operator/singleton-operator"
 kubelet="$build/e2e/kubelet/singleton-sim-kubelet"
-for b in "$operator" "$kubelet"; do
+agent="$build/cli/singleton-agent"
+activity="$build/tests/singleton-activity"
+for b in "$operator" "$kubelet" "$agent" "$activity"; do
   [[ -x $b ]] || { echo "demo: $b not built (run: make build)" >&2; exit 1; }
 done
 LEASE_DURATION=${LEASE_DURATION:-5s}
@@ -99,8 +103,34 @@ watch_file="$dir/leader.watch"
 pids+=($!)
 disown
 
-say "kubectl apply -f manifests/samples/singletonworkload.yaml   (billing-cron: replicas 3)"
-kc apply -n default -f "$root/manifests/samples/singletonworkload.yaml" | indent
+# The sample manifests/samples/singletonworkload.yaml, with this machine's binaries instead of an image: the simulated
+# kubelet runs a container whose command names a host executable as a real process, with the pod's service-account
+# token and in-cluster config, so the agent runs exactly as in a cluster.
+activity_dir="$dir/activity"
+mkdir -p "$activity_dir"
+chmod 0777 "$activity_dir"
+cat >"$dir/billing-cron.yaml" <<EOF
+apiVersion: singleton.dev/v1alpha1
+kind: SingletonWorkload
+metadata:
+  name: billing-cron
+spec:
+  replicas: 3
+  leaseDurationSeconds: 15
+  template:
+    spec:
+      serviceAccountName: singleton-agent
+      terminationGracePeriodSeconds: 10
+      containers:
+        - name: billing
+          image: host
+          command: ["$agent", "--", "$activity", "$activity_dir"]
+EOF
+say "kubectl apply -f manifests/agent-rbac.yaml   (the agent's ServiceAccount: read the Lease, acknowledge hand-offs)"
+kc apply -n default -f "$root/manifests/agent-rbac.yaml" | indent
+say "kubectl apply billing-cron: 3 replicas of singleton-agent -- singleton-activity (real processes)"
+sed -n '/^spec:/,$p' "$dir/billing-cron.yaml" | sed "s|$build|\$BUILD|g; s|$dir|\$DEMO|g" | indent
+kc apply -n default -f "$dir/billing-cron.yaml" | indent
 workload_ready() {
   [[ $(kc get sw billing-cron -o jsonpath='{.status.readySummary}/{.status.leader}' 2>/dev/null) == 3/3/?* ]]
 }
@@ -114,6 +144,23 @@ show() {
 show
 leader=$(kc get sw billing-cron -o jsonpath='{.status.leader}')
 token=$(kc get sw billing-cron -o jsonpath='{.status.fencingToken}')
+
+# The COMMANDs' own logs (µs on CLOCK_MONOTONIC): "start T TOKEN UID", "beat T" every 10 ms, "stop T".
+window_start() { awk -v tok="$2" '$1 == "start" && $3 == tok { print $2; exit }' "$activity_dir/$1.log" 2>/dev/null || true; }
+window_end() {
+  awk -v tok="$2" '$1 == "start" { inside = ($3 == tok) } inside && NF >= 2 { last = $2; how = $1 } END { print last, how }' \
+    "$activity_dir/$1.log" 2>/dev/null || true
+}
+command_started() { [[ -n $(window_start "$1" "$2") ]]; }
+wait_for 30 "$leader's COMMAND to start" command_started "$leader" "$token"
+echo
+echo "  the COMMANDs' own logs: one is active, and holds the fencing token in its environment:"
+for f in "$activity_dir"/*.log; do
+  awk -v pod="$(basename "$f" .log)" '$1 == "start" { printf "  %-16s COMMAND started with SINGLETON_FENCING_TOKEN=%s\n", pod, $3 }' "$f"
+done
+for p in $(kc get pods -l singleton.dev/workload=billing-cron -o jsonpath='{.items[*].metadata.name}'); do
+  [[ -e $activity_dir/$p.log ]] || printf '  %-16s standing by: its agent has not started COMMAND\n' "$p"
+done
 echo
 echo "  Lease default/billing-cron-leader: holder=$(kc get lease billing-cron-leader -o jsonpath='{.spec.holderIdentity}')" \
   "leaseTransitions=$(kc get lease billing-cron-leader -o jsonpath='{.spec.leaseTransitions}') (= the fencing token)"
@@ -136,6 +183,17 @@ failover() {
   echo "  $old deleted -> $new_leader labelled leader with token $new_token (was $old_token)" \
     "$(awk -v a="$t_del" -v b="$t_new" 'BEGIN { printf "%.0f ms", (b - a) * 1000 }') after the deletion reached the watch"
   ((new_token == old_token + 1)) || die "expected token $((old_token + 1))"
+  # Exclusive activation: the new COMMAND starts only after the old one has stopped (the old agent's ack on the
+  # Lease, docs/handoff.md). Both times are the COMMANDs' own, on one clock.
+  wait_for 30 "$new_leader's COMMAND to start" command_started "$new_leader" "$new_token"
+  local old_end old_how new_start
+  read -r old_end old_how <<<"$(window_end "$old" "$old_token")"
+  new_start=$(window_start "$new_leader" "$new_token")
+  echo "  $old's COMMAND $([[ $old_how == stop ]] && echo "stopped on its agent's SIGTERM" || echo "ended")," \
+    "then $new_leader's COMMAND started with token $new_token:" \
+    "$(awk -v a="$old_end" -v b="$new_start" 'BEGIN { printf "%.1f ms", (b - a) / 1000 }') between them" \
+    "$( ((new_start > old_end)) && echo "(never both active)" || echo "(OVERLAP)")"
+  ((new_start > old_end)) || die "the two COMMANDs were active at once"
   leader=$new_leader
   token=$new_token
 }
