@@ -20,7 +20,7 @@ ASAN_FLAGS = -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG"
         bench-operator chaos fuzz fuzz-smoke format format-check tidy clean
 
 help:
-	@echo "make demo           the operator on a local control plane: election, failover, fencing tokens"
+	@echo "make demo           the operator on a local control plane: one active process, hand-off on failover, fencing tokens"
 	@echo "make demo-elect     three singleton-elect candidates on one Lease: election, SIGKILL/SIGTERM takeover"
 	@echo "make test           everything from nothing: deps, format check, control plane, build, unit + integration tests,"
 	@echo "                    then the same tests under AddressSanitizer + UndefinedBehaviorSanitizer, each fuzz target replaying its corpus"
