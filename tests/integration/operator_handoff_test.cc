@@ -197,6 +197,13 @@ void OperatorHandoffTest::runHandoff(const std::string& name, const std::string&
       << "the successor's COMMAND never started\n"
       << harness().diagnostics();
 
+  // Read the old window once it has ended (its stop logged; a killed COMMAND's window ended at the trigger): with the
+  // hand-off working this waits for nothing, and without it an overlap is measured in full, not only up to the
+  // successor's start.
+  if (expect.graceful) {
+    EXPECT_TRUE(eventually([&] { return windowOf(old_leader, old_token)->stopped; }, 30s))
+        << "the old COMMAND never logged its stop";
+  }
   // The old COMMAND's last heartbeat (its stop) precedes the new one's start, on one clock.
   const Window old_window = *windowOf(old_leader, old_token);
   const Window new_window = *windowOf(next->name, new_token);
