@@ -2,7 +2,19 @@
 // whose pods run `singleton-agent -- COMMAND` as real processes under the simulated kubelet (the agent's in-cluster
 // config, with the RBAC of manifests/agent-rbac.yaml), and a COMMAND that logs start, a heartbeat every 10 ms and stop
 // on CLOCK_MONOTONIC (std::chrono::steady_clock here) and takes 2 s to stop after SIGTERM. The test reads those logs:
-// every window, not samples of them.
+// every window, not samples of them. Triggers: leader pod deleted, Ready=False, operator leader SIGKILLed between the
+// move and the ack, agent + COMMAND SIGKILLed (pod force-deleted / pod Failed), agent blackholed (lease expiry),
+// switchover, rollout (template change), node heartbeat lost.
+//
+// These tests can fail: with the wait removed, each run once on 2026-12-01 (scratch builds, not committed) failed on
+// the windows' overlap, the successor's COMMAND starting while the old one still ran its 2 s shutdown:
+//   - spec.handoff: Immediate in agentWorkload() (the operator records no handoff-from, so the Lease is complete at
+//     once and the successor's agent starts): overlap 1827 ms (pod deleted), 1788 ms (switchover), 1695 ms
+//     (rollout), 1813 ms (node heartbeat lost); the ack / label-order checks failed too;
+//   - the agent's calls of mayBeActive replaced by a copy without `complete` (cli/singleton-agent/agent.cc starts
+//     COMMAND without waiting for the hand-off; the operator unchanged, still labelling after the ack): overlap 1694,
+//     1690, 1395 and 1846 ms, and only the windows' checks failed: the logs, not the operator's bookkeeping, catch it.
+// Restored, the same four passed (gaps of +214 to +627 ms, acked by the agent) in two runs of the whole suite.
 #include <gtest/gtest.h>
 #include <signal.h>
 
