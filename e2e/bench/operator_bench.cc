@@ -734,18 +734,25 @@ class Bench {
   }
 
   // Every API request (watches aside) the apiserver served during --seconds, from its /metrics.
+  // Prints the total, and per minute each "VERB resource" (request_per_min_<VERB>_<resource>=N) so two windows can be
+  // compared kind by kind.
   int requests() {
-    auto total = [&] {
-      double sum = 0;
-      for (const auto& [key, value] : apiserverRequests(/*writes_only=*/false)) sum += value;
-      return sum;
-    };
-    const double before = total();
+    const auto before = apiserverRequests(/*writes_only=*/false);
     const auto t0 = Clock::now();
     std::this_thread::sleep_for(std::chrono::seconds(a_.seconds));
-    const double after = total();
-    std::printf("requests=%.0f\nrequests_per_min=%.1f\n", after - before,
-                (after - before) / (ms(Clock::now() - t0) / 60000.0));
+    const auto after = apiserverRequests(/*writes_only=*/false);
+    const double minutes = ms(Clock::now() - t0) / 60000.0;
+    double total = 0;
+    for (const auto& [key, value] : after) {
+      const double d = value - (before.count(key) ? before.at(key) : 0.0);
+      if (d <= 0) continue;
+      total += d;
+      std::string name = key;
+      std::replace(name.begin(), name.end(), ' ', '_');
+      std::replace(name.begin(), name.end(), '/', '_');
+      std::printf("request_per_min_%s=%.1f\n", name.c_str(), d / minutes);
+    }
+    std::printf("requests=%.0f\nrequests_per_min=%.1f\n", total, total / minutes);
     return 0;
   }
 
