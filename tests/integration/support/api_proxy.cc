@@ -8,6 +8,7 @@
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -239,6 +240,10 @@ void ApiProxy::serve(Connection& connection) {
   const int client = connection.client;
   const int server = connectLoopback(target_port_);
   if (server < 0) return;
+  // A frozen apiserver must not keep the handshake (and the proxy's destructor) waiting for ever.
+  const timeval handshake_timeout{10, 0};
+  ::setsockopt(server, SOL_SOCKET, SO_RCVTIMEO, &handshake_timeout, sizeof handshake_timeout);
+  ::setsockopt(server, SOL_SOCKET, SO_SNDTIMEO, &handshake_timeout, sizeof handshake_timeout);
   SSL* ssl = SSL_new(context(tls_context_));
   SSL_set_fd(ssl, server);
   if (SSL_connect(ssl) != 1) {
