@@ -188,6 +188,13 @@ TcpProxy& OperatorHarness::operatorProxy(int index) {
   return *r.proxy;
 }
 
+ApiProxy& OperatorHarness::operatorApiProxy(int index) {
+  auto& r = operators_.at(static_cast<std::size_t>(index));
+  if (!r.api_proxy)
+    throw std::logic_error("operator " + std::to_string(index) + " has no ApiProxy (Options::api_proxy_operators)");
+  return *r.api_proxy;
+}
+
 void OperatorHarness::startOperator(int index) {
   Replica& r = operators_.at(static_cast<std::size_t>(index));
   if (r.process && r.process->running()) return;
@@ -203,6 +210,14 @@ void OperatorHarness::startOperator(int index) {
       r.proxy = std::make_unique<TcpProxy>(cluster_.apiserverPort());
       r.proxied_kubeconfig = log_dir_ / ("kubeconfig-" + identity(index));
       r.proxy->writeKubeconfig(cluster_.kubeconfigPath(), r.proxied_kubeconfig);
+    }
+    kubeconfig = r.proxied_kubeconfig.string();
+  } else if (options_.api_proxy_operators) {
+    // Plain HTTP to the proxy, with the credentials of the cluster's kubeconfig (its admin token).
+    if (!r.api_proxy) {
+      r.api_proxy = std::make_unique<ApiProxy>(cluster_.apiserverPort());
+      r.proxied_kubeconfig = log_dir_ / ("kubeconfig-api-" + identity(index));
+      r.api_proxy->writeKubeconfig(cluster_.adminToken(), r.proxied_kubeconfig);
     }
     kubeconfig = r.proxied_kubeconfig.string();
   }

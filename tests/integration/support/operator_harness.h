@@ -30,6 +30,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kube/client.h"
+#include "support/api_proxy.h"
 #include "support/cluster_fixture.h"
 #include "support/leader_auditor.h"
 #include "support/process.h"
@@ -69,6 +70,9 @@ class OperatorHarness {
     std::vector<std::string> extra_operator_args;
     // Each replica talks to the apiserver through a TcpProxy of its own (operatorProxy(i)), for network faults.
     bool proxy_operators = false;
+    // Each replica talks plain HTTP to an ApiProxy of its own (operatorApiProxy(i)), for faults on single requests.
+    // Not together with proxy_operators.
+    bool api_proxy_operators = false;
   };
 
   OperatorHarness(LocalCluster& cluster, Options options);
@@ -107,6 +111,9 @@ class OperatorHarness {
   std::filesystem::path operatorLogPath(int index) const;
   // The proxy between replica `index` and the apiserver (options().proxy_operators); throws std::logic_error if none.
   TcpProxy& operatorProxy(int index);
+  // The ApiProxy between replica `index` and the apiserver (options().api_proxy_operators); throws std::logic_error
+  // if none.
+  ApiProxy& operatorApiProxy(int index);
   std::string operatorLogTail(int index, std::size_t lines = 60) const;
 
   // The operators' Lease singleton-system/singleton-operator (nullopt if absent).
@@ -141,6 +148,7 @@ class OperatorHarness {
     int health_port = 0;
     int metrics_port = 0;
     std::unique_ptr<TcpProxy> proxy;           // with options_.proxy_operators
+    std::unique_ptr<ApiProxy> api_proxy;       // with options_.api_proxy_operators
     std::filesystem::path proxied_kubeconfig;  // names the proxy
   };
   void startKubelet();

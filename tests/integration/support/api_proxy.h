@@ -1,0 +1,105 @@
+// An HTTP-aware proxy for fault injection in integration tests, where TcpProxy (which sees only TLS bytes) cannot
+// pick out one request. It listens on 127.0.0.1:0 speaking plain HTTP/1.1 and forwards every client connection to
+// the kube-apiserver at 127.0.0.1:<target port> over TLS of its own (the server's certificate is not checked: a test
+// cluster on loopback). Requests pass through byte for byte, Authorization header included; it parses only each
+// request's line, headers and Content-Length body (Kubernetes clients do not pipeline: a kept-alive connection
+// carries one request after another). Answers are not parsed. Faults, set from any thread:
+//
+//   dropNextAnswer(match)   the next request that `match`es is forwarded, the apiserver applies and answers it, and
+//                           once the answer's first bytes arrive the answer is discarded and the client's connection
+//                           closed (FIN): an unknown outcome.
+//                           The client gets the first few bytes of the status line before the close, so a client
+//                           that resends a request on a kept-alive connection that closed before any answer (ours
+//                           does) knows the server saw it. With hold = true the client's connection stays open (the
+//                           client waits for its answer) until releaseHeld(). drops() records each one: when the
+//                           answer arrived (steady_clock: the server had applied the request) and the request.
+//   setWatchDelay(match, D) every answer byte of a watch request (a query with watch=1/true) that `match`es is
+//                           delivered D after it arrived, in order. Evaluated per byte arrival, so it applies to
+//                           watches opened before it was set; D = 0 ends it (bytes already queued still wait).
+//
+//   ApiProxy proxy(cluster.apiserverPort());
+//   proxy.writeKubeconfig(cluster.adminToken(), dir / "kubeconfig-api-proxied");   // give this to the process
+//   proxy.setWatchDelay([](const ApiProxy::Request& r) { return r.path.ends_with("/pods"); }, 1500ms);
+//   proxy.dropNextAnswer([](const ApiProxy::Request& r) { return r.method == "PATCH"; });
+//   ... eventually(!proxy.drops().empty()) ...
+//
+// lastWatchDelivery(match) tells when answer bytes of a matching watch last reached the client (to know a process
+// has been sent an event). Everything else is forwarded unchanged.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace singleton::testing {
+
+class ApiProxy {
+ public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+  struct Request {
+    std::string method;  // "PATCH"
+    std::string path;    // "/api/v1/namespaces/ns/pods/web-0", without the query
+    std::string query;   // "watch=1&labelSelector=..." (no '?'), "" if none
+    std::string body;
+    bool watch() const;  // the query asks for a watch
+  };
+  using Match = std::function<bool(const Request&)>;
+  struct Drop {
+    TimePoint at;  // the answer's first bytes arrived: the server had applied the request
+    std::string method;
+    std::string path;
+  };
+
+  // Throws std::runtime_error if it cannot listen.
+  explicit ApiProxy(int target_port);
+  ~ApiProxy();  // closes everything
+  ApiProxy(const ApiProxy&) = delete;
+  ApiProxy& operator=(const ApiProxy&) = delete;
+
+  int port() const { return port_; }
+
+  // Writes a kubeconfig naming http://127.0.0.1:<port()> with `token` as the user's bearer token.
+  void writeKubeconfig(const std::string& token, const std::filesystem::path& out) const;
+
+  void dropNextAnswer(Match match, bool hold = false);  // one request; arming again replaces an unused one
+  void disarmDrop();
+  void releaseHeld();  // closes the connections of answers dropped with hold
+  std::vector<Drop> drops() const;
+
+  void setWatchDelay(Match match, std::chrono::milliseconds delay);
+  std::optional<TimePoint> lastWatchDelivery(const Match& match) const;
+
+ private:
+  struct Connection;
+  void acceptLoop();
+  void serve(Connection& connection);
+
+  int target_port_;
+  int port_ = 0;
+  int listen_fd_ = -1;
+  void* tls_context_ = nullptr;  // SSL_CTX
+  std::atomic<bool> stopping_{false};
+  mutable std::mutex mutex_;
+  Match drop_match_;
+  bool drop_hold_ = false;
+  std::uint64_t release_generation_ = 0;
+  std::vector<Drop> drops_;
+  Match delay_match_;
+  std::chrono::milliseconds delay_{0};
+  struct WatchDelivery {
+    Request request;
+    std::optional<TimePoint> last;
+  };
+  std::list<WatchDelivery> watches_;
+  std::list<Connection> connections_;  // under mutex_; each served by its own thread
+  std::thread accept_thread_;
+};
+
+}  // namespace singleton::testing
