@@ -207,6 +207,7 @@ if ((workloads > 0)); then
     --prefix cs --nodes "sim-node-:$nodes" --timeout 600 || true
   cpu_coldstart=$(cpu_spent "$cpu_before" "$(cpu_all)")
   sleep 10
+  leader=$(operator_leader) # the stalls above may have moved it
   rss_scale_leader=$(rss_mib "${op_pid[$leader]}")
   rss_scale_all=$(rss_all)
   if ((failovers > 0)); then
@@ -223,11 +224,11 @@ fi
 takeover_n=$((workloads < 100 ? workloads : 100))
 takeover_seconds="-"
 if ((workloads > 0 && failovers > 0)); then
-  log "operator takeover with $workloads workloads: SIGKILL the leader $leader, stamps counted for 45 s"
   bench --namespace bench-scale stamps --seconds 45 >"$dir/takeover.out" 2>"$dir/takeover.out.err" &
   stamps_pid=$!
   sleep 5
-  old_leader=$leader
+  old_leader=$(operator_leader)
+  log "operator takeover with $workloads workloads: SIGKILL the leader $old_leader, stamps counted for 45 s"
   kill -KILL "${op_pid[$old_leader]}"
   killed_at=$SECONDS
   deadline=$((SECONDS + 60))
