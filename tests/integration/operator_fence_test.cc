@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "support/operator_harness.h"
+#include "support/test_text.h"
 
 namespace singleton::testing {
 namespace {
@@ -31,24 +32,7 @@ static auto* const kClusterEnv = ::testing::AddGlobalTestEnvironment(new Cluster
 
 constexpr auto kSteady = 60s;
 
-int rounds() {
-  const char* text = std::getenv("SINGLETON_FENCE_ROUNDS");
-  const int n = text ? std::atoi(text) : 2;
-  return n > 0 ? n : 2;
-}
-
-std::string fileText(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::stringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-long long countOf(const std::string& text, const std::string& needle) {
-  long long n = 0;
-  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
-  return n;
-}
+int rounds() { return roundsFromEnv("SINGLETON_FENCE_ROUNDS", 2); }
 
 class OperatorFenceTest : public OperatorTest {
  protected:

@@ -32,6 +32,7 @@
 #include <sstream>
 
 #include "support/operator_harness.h"
+#include "support/test_text.h"
 
 namespace singleton::testing {
 namespace {
@@ -45,18 +46,7 @@ constexpr auto kSteady = 60s;
 constexpr auto kWatchDelay = 1500ms;
 const kube::Resource kWorkloadResource{"singleton.dev", "v1alpha1", "singletonworkloads", true};
 
-int rounds() {
-  const char* text = std::getenv("SINGLETON_UNKNOWN_ROUNDS");
-  const int n = text ? std::atoi(text) : 3;
-  return n > 0 ? n : 3;
-}
-
-std::string fileText(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::stringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+int rounds() { return roundsFromEnv("SINGLETON_UNKNOWN_ROUNDS", 3); }
 
 long long millisBetween(Clock::time_point from, Clock::time_point to) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
