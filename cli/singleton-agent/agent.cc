@@ -1,12 +1,11 @@
 #include "cli/singleton-agent/agent.h"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <thread>
 
 #include "util/duration.h"
+#include "util/log.h"
 
 namespace singleton::agent {
 
@@ -14,6 +13,10 @@ using Json = nlohmann::json;
 using election::HandoffView;
 using util::Millis;
 using util::MonoTime;
+
+namespace {
+const log::Logger kLog("agent");
+}  // namespace
 
 class Agent::LeaseHandler final : public watch::Handler {
  public:
@@ -98,13 +101,14 @@ bool Agent::confirmOnce() {
   if (lease.ok()) {
     get.ok = true;
     get.view = election::parseHandoff(*lease);
-    spdlog::debug("confirmation GET of lease {}/{}: holder \"{}\", token {}", ns_, lease_name_, get.view.holder,
-                  get.view.token);
+    kLog.debug("confirmation GET", {.object = {.ns = ns_, .name = lease_name_},
+                                    .values = {{"holder", get.view.holder}, {"token", get.view.token}}});
   } else {
     get.not_found = lease.error().code == util::ErrorCode::kNotFound;
     get.ok = get.not_found;  // an answer: the Lease is gone
     get.error = lease.error().message;
-    if (!get.ok) spdlog::warn("confirming lease {}/{}: {}", ns_, lease_name_, get.error);
+    if (!get.ok)
+      kLog.warn("confirming the lease failed", {.err = get.error, .object = {.ns = ns_, .name = lease_name_}});
   }
   const bool ok = get.ok;
   {
@@ -153,10 +157,13 @@ void Agent::stopLeading(const char* reason) {
   if (command_ && command_->running()) {
     const MonoTime t = clock_.now();
     const long pid = command_->pid();
-    spdlog::info("stopping command (pid {}, {}): SIGTERM, SIGKILL after {}", pid, reason, util::formatDuration(grace_));
+    kLog.info("stopping command: SIGTERM, SIGKILL after the grace period",
+              {.object = {.ns = ns_, .name = lease_name_},
+               .values = {{"pid", pid}, {"reason", reason}, {"grace_period", util::formatDuration(grace_)}}});
     const int status = command_->stop(grace_);
     const auto took = std::chrono::duration_cast<Millis>(clock_.now() - t);
-    spdlog::info("command stopped with status {} after {}", status, util::formatDuration(took));
+    kLog.info("command stopped",
+              {.object = {.ns = ns_, .name = lease_name_}, .values = {{"status", status}, {"took_ms", took.count()}}});
     printer_.print("stopped_command",
                    {{"token", token_}, {"status", status}, {"reason", reason}, {"ms", took.count()}});
   }
@@ -182,9 +189,11 @@ std::optional<int> Agent::checkTimings(const HandoffView& view) {
     return 2;
   }
   timings_checked_ = true;
-  spdlog::info("lease duration {}: renew deadline {}, grace period {}, reap wait {}",
-               util::formatDuration(lease_duration), util::formatDuration(options_.renew_deadline),
-               util::formatDuration(grace_), util::formatDuration(kill_wait_));
+  kLog.info("timings", {.object = {.ns = ns_, .name = lease_name_},
+                        .values = {{"lease_duration", util::formatDuration(lease_duration)},
+                                   {"renew_deadline", util::formatDuration(options_.renew_deadline)},
+                                   {"grace_period", util::formatDuration(grace_)},
+                                   {"reap_wait", util::formatDuration(kill_wait_)}}});
   return std::nullopt;
 }
 
@@ -198,11 +207,13 @@ bool Agent::startLeading(long long token) {
                                     {"SINGLETON_WORKLOAD", options_.workload},
                                     {"POD_NAME", options_.pod_name}});
     if (!started.ok()) {
-      spdlog::error("{}", started.error().message);
+      kLog.error("cannot start the command",
+                 {.err = started.error().message, .object = {.ns = ns_, .name = lease_name_}});
       leading_ = false;
       return false;
     }
-    spdlog::info("started command (pid {}) with fencing token {}", command_->pid(), token);
+    kLog.info("started command",
+              {.object = {.ns = ns_, .name = lease_name_}, .values = {{"pid", command_->pid()}, {"token", token}}});
     printer_.print("started_command", {{"token", token}, {"pid", command_->pid()}});
   }
   board_.set(true, token);
@@ -215,8 +226,8 @@ bool Agent::acknowledge(const HandoffView& view, MonoTime now) {
   auto patched =
       client_.mergePatch(kube::kLeases, ns_, lease_name_, election::ackMergePatch(view, election::AckedBy::kAgent));
   if (patched.ok()) {
-    spdlog::info("acknowledged the hand-off of lease {}/{} to {} (token {})", ns_, lease_name_, view.holder,
-                 view.token);
+    kLog.info("acknowledged the hand-off",
+              {.object = {.ns = ns_, .name = lease_name_}, .values = {{"to", view.holder}, {"token", view.token}}});
     printer_.print("acked_handoff", {{"token", view.token}, {"to", view.holder}});
     next_ack_ = now + Millis(500);  // the watch brings the acknowledged version meanwhile
     ack_backoff_.reset();
@@ -225,10 +236,10 @@ bool Agent::acknowledge(const HandoffView& view, MonoTime now) {
   if (patched.error().code == util::ErrorCode::kConflict) {
     // The watch brings the newer version, and the retry goes out at once with it (decide() clears next_ack_ on news);
     // until then, back off, so a lagging watch does not turn into a stream of refused patches.
-    spdlog::info("ack of lease {}/{}: conflict; waiting for the newer version", ns_, lease_name_);
+    kLog.info("ack conflicted; waiting for the newer version", {.object = {.ns = ns_, .name = lease_name_}});
     next_ack_ = now + ack_backoff_.next();
   } else {
-    spdlog::warn("ack of lease {}/{}: {}", ns_, lease_name_, patched.error().message);
+    kLog.warn("ack failed", {.err = patched.error().message, .object = {.ns = ns_, .name = lease_name_}});
     next_ack_ = now + ack_backoff_.next();
   }
   return false;
@@ -273,7 +284,8 @@ std::optional<int> Agent::decide() {
 
   if (command_ && command_->running()) {
     if (auto status = command_->poll()) {
-      spdlog::warn("command exited by itself with status {}; exiting with it", *status);
+      kLog.warn("command exited by itself; exiting with it",
+                {.object = {.ns = ns_, .name = lease_name_}, .values = {{"status", *status}}});
       printer_.print("command_exited", {{"token", token_}, {"status", *status}});
       leading_ = false;
       board_.set(false, token_);
@@ -299,12 +311,18 @@ std::optional<int> Agent::decide() {
     const bool moved_get = new_get && get->ok && (get->not_found || !mine(get->view));
     if (moved_watch || moved_get) {
       const HandoffView& v = moved_get ? get->view : wview;
-      spdlog::info("lease {}/{} no longer lets {} lead with token {} (holder \"{}\", token {}, hand-off {})", ns_,
-                   lease_name_, pod, token_, v.holder, v.token, v.complete ? "complete" : "pending");
+      kLog.info("the lease no longer lets this pod lead",
+                {.object = {.ns = ns_, .name = lease_name_},
+                 .values = {{"pod", pod},
+                            {"token", token_},
+                            {"holder", v.holder},
+                            {"holder_token", v.token},
+                            {"handoff", v.complete ? "complete" : "pending"}}});
       stopLeading(moved_get ? "lease moved (confirmation)" : "lease moved (watch)");
     } else if (now >= confirmed_sent_ + options_.renew_deadline) {
-      spdlog::warn("could not confirm lease {}/{} for {}; stepping down", ns_, lease_name_,
-                   util::formatDuration(options_.renew_deadline));
+      kLog.warn("could not confirm the lease within the renew deadline; stepping down",
+                {.object = {.ns = ns_, .name = lease_name_},
+                 .values = {{"renew_deadline", util::formatDuration(options_.renew_deadline)}}});
       board_.setReady(false, "no confirmation within renew-deadline");
       stopLeading("self-demoted");
       printer_.print("self_demoted", {{"token", token_}});
@@ -319,9 +337,8 @@ std::optional<int> Agent::decide() {
     bool ask_now = false;
     if (candidate && !timings_checked_ && !warned_no_duration_) {
       warned_no_duration_ = true;
-      spdlog::warn(
-          "lease {}/{} has no spec.leaseDurationSeconds: the agent cannot check its timings and will not start", ns_,
-          lease_name_);
+      kLog.warn("the lease has no spec.leaseDurationSeconds: the agent cannot check its timings and will not start",
+                {.object = {.ns = ns_, .name = lease_name_}});
     }
     if (candidate && timings_checked_) {
       // Confirmed by a GET sent after the watch reported its latest change, recently enough, which agrees with the
@@ -358,7 +375,8 @@ std::optional<int> Agent::decide() {
     const bool still_ours = watch_synced && wview.holder == pod && wview.holder_uid == uid;
     if (acked_now || (!pending && !still_ours)) return 0;
     if (now >= drain_until_) {
-      spdlog::info("lease {}/{}: no hand-off from {} to acknowledge; leaving", ns_, lease_name_, pod);
+      kLog.info("no hand-off to acknowledge; leaving",
+                {.object = {.ns = ns_, .name = lease_name_}, .values = {{"pod", pod}}});
       return 0;
     }
   }

@@ -2,8 +2,6 @@
 //
 // This file is the wiring: flags, logging, the kube client, the local HTTP endpoints and the signals. The decisions
 // are agent::Agent's (agent.h).
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include <filesystem>
 #include <iostream>
@@ -17,6 +15,7 @@
 #include "kube/client.h"
 #include "kube/config.h"
 #include "util/flags.h"
+#include "util/log.h"
 #include "util/signals.h"
 
 namespace {
@@ -25,6 +24,8 @@ using namespace singleton;
 
 constexpr const char* kProgram = "singleton-agent";
 constexpr int kExitUsage = 2;
+
+const log::Logger kLog("agent");
 
 int fail(int code, const std::string& message) { return util::fail(kProgram, code, message); }
 
@@ -48,10 +49,7 @@ int main(int argc, char** argv) {
     return fail(kExitUsage, "--role-dir: \"" + options.role_dir + "\" is not a directory");
   }
 
-  auto logger = spdlog::stderr_color_mt(kProgram);
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(options.log_level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+  log::setup(options.log_format, options.log_level, nullptr, kProgram);
 
   auto config = kube::loadDefault(kube::KubeconfigOptions{options.kubeconfig, ""});
   if (!config.ok()) return fail(kExitUsage, config.error().message);
@@ -82,14 +80,14 @@ int main(int argc, char** argv) {
   }
 
   signals.start([&](int sig) {
-    spdlog::info("received {}; stopping", util::TerminationSignals::name(sig));
+    kLog.info("received signal; stopping", {.values = {{"signal", util::TerminationSignals::name(sig)}}});
     agent.signal();
   });
 
   // As --listen gave it, with the port bound: ":PORT" stays so (every interface).
   const std::string address = controller::BindAddress{options.listen_host, server.port()}.str();
-  spdlog::info("pod {}/{} (uid {}), lease {}/{}; serving on {}", options.pod_namespace, options.pod_name,
-               options.pod_uid, options.pod_namespace, options.leaseName(), address);
+  kLog.info("serving", {.object = {.ns = options.pod_namespace, .name = options.leaseName()},
+                        .values = {{"pod", options.pod_name}, {"pod_uid", options.pod_uid}, {"address", address}}});
   printer.print("ready", {{"address", address}, {"lease", options.pod_namespace + "/" + options.leaseName()}});
 
   const int status = agent.run({});

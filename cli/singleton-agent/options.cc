@@ -7,6 +7,7 @@
 #include "election/timings.h"
 #include "util/duration.h"
 #include "util/flags.h"
+#include "util/log.h"
 
 namespace singleton::cli {
 namespace {
@@ -70,8 +71,7 @@ util::FlagSet agentFlags(AgentOptions& options) {
       "serve GET (and HEAD) /role, /readyz, /healthz here (default {default}: loopback, a free port, logged in "
       "the ready line); \":PORT\" listens on every interface (IPv6 and IPv4), a host name such as "
       "localhost is resolved (its first address that binds), an IPv6 address goes in brackets: [::1]:8080");
-  flags.addString("log-level", options.log_level, "LEVEL",
-                  "trace, debug, info, warn, error (default {default}); logs go to stderr");
+  log::addFlags(flags, options.log_format, options.log_level);
   return flags;
 }
 
@@ -118,6 +118,8 @@ Without COMMAND (sidecar mode) the role is only published: --role-dir files and 
 Output: one JSON object per line on stdout per event ("ready", "role", "started_command", "stopped_command",
 "command_exited", "self_demoted", "acked_handoff"), e.g.
   {"ts":"2026-01-02T15:04:05.123Z","event":"started_command","pod":"web-0","token":7}
+Logs (not events) go to stderr: text by default, for people; --log-format json gives one object per line
+({"ts","level","logger","msg"}, the Lease as "object", errors as "err", the rest as fields) for a log collector.
 
 Signals: SIGTERM or SIGINT stops COMMAND first; if this pod holds the Lease, the agent then waits up to
 min(renew-deadline, 5s) for the hand-off away from it, acknowledges it, and exits 0 (a second signal: at once).
@@ -163,10 +165,6 @@ util::Result<AgentOptions> parseAgentOptions(const std::vector<std::string>& arg
   }
   if (options.grace_period_set && options.grace_period < util::Millis(0)) {
     return usageError("--grace-period must not be negative");
-  }
-  static const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error", "off"};
-  if (std::find(levels.begin(), levels.end(), options.log_level) == levels.end()) {
-    return usageError("--log-level: \"" + options.log_level + "\" is not one of trace, debug, info, warn, error, off");
   }
   // The address as the controller's HttpServer takes it (Go's net.Listen form): ":PORT" is every interface.
   auto listen = controller::parseBindAddress(options.listen);

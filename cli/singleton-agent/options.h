@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "util/clock.h"
+#include "util/log.h"
 #include "util/result.h"
 
 namespace singleton::cli {
@@ -26,7 +27,9 @@ struct AgentOptions {
   std::string listen = "127.0.0.1:0";
   std::string listen_host = "127.0.0.1";  // "" = every interface (":PORT")
   int listen_port = 0;
-  std::string log_level = "info";
+  // Logs on stderr; text by default, since people read these binaries' stderr (--log-format json for a collector).
+  log::Format log_format = log::Format::kText;
+  spdlog::level::level_enum log_level = spdlog::level::info;
   std::vector<std::string> command;  // after "--"; empty: sidecar mode
   bool help = false;
   bool version = false;

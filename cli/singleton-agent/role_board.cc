@@ -1,14 +1,16 @@
 #include "cli/singleton-agent/role_board.h"
 
-#include <spdlog/spdlog.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
+#include "util/log.h"
 #include "util/time_format.h"
 
 namespace singleton::agent {
+namespace {
+const log::Logger kLog("agent");
+}  // namespace
 
 EventPrinter::EventPrinter(std::string pod, const util::Clock& clock, Sink sink)
     : pod_(std::move(pod)), clock_(clock), sink_(std::move(sink)) {
@@ -43,7 +45,12 @@ void RoleBoard::set(bool leader, long long token) {
 }
 
 void RoleBoard::setReady(bool ready, const std::string& why) {
-  if (ready_.exchange(ready) != ready) spdlog::info("readiness: {}{}", ready ? "ready" : "not ready: ", why);
+  if (ready_.exchange(ready) == ready) return;
+  if (ready) {
+    kLog.info("readiness: ready");
+  } else {
+    kLog.info("readiness: not ready", {.values = {{"reason", why}}});
+  }
 }
 
 bool RoleBoard::leader() const {
@@ -69,13 +76,13 @@ void RoleBoard::writeAtomically(const std::string& name, const std::string& text
     out << text;
     out.flush();
     if (!out) {
-      spdlog::error("cannot write {}", tmp.string());
+      kLog.error("cannot write the role file", {.values = {{"path", tmp.string()}}});
       return;
     }
   }
   std::error_code ec;
   std::filesystem::rename(tmp, std::filesystem::path(dir_) / name, ec);
-  if (ec) spdlog::error("cannot rename {}: {}", tmp.string(), ec.message());
+  if (ec) kLog.error("cannot rename the role file", {.err = ec.message(), .values = {{"path", tmp.string()}}});
 }
 
 }  // namespace singleton::agent

@@ -1,7 +1,4 @@
 // singleton-elect: leader election on a Kubernetes Lease from the command line. See --help.
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
-
 #include <atomic>
 #include <cstdio>
 #include <iostream>
@@ -17,6 +14,7 @@
 #include "process/child.h"
 #include "util/duration.h"
 #include "util/flags.h"
+#include "util/log.h"
 #include "util/signals.h"
 #include "util/time_format.h"
 
@@ -28,6 +26,8 @@ constexpr const char* kProgram = "singleton-elect";
 constexpr int kExitUsage = 2;
 constexpr int kExitLostLeadership = 1;
 constexpr int kExitIdentityConflict = 3;
+
+const log::Logger kLog("elect");
 
 // One JSON object per line on stdout; lines never interleave.
 class EventPrinter {
@@ -68,10 +68,7 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  auto logger = spdlog::stderr_color_mt("singleton-elect");
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(options.log_level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+  log::setup(options.log_format, options.log_level, nullptr, kProgram);
 
   auto config = kube::loadDefault(kube::KubeconfigOptions{options.kubeconfig, options.context});
   if (!config.ok()) return fail(kExitUsage, config.error().message);
@@ -83,7 +80,8 @@ int main(int argc, char** argv) {
       *transport, election::LeaseLockOptions{ns, options.lease_name, options.identity, nlohmann::json::object()});
 
   EventPrinter printer(options.identity);
-  spdlog::info("lease {}/{}: identity {}", ns, options.lease_name, options.identity);
+  const log::ObjectRef lease{.ns = ns, .name = options.lease_name};
+  kLog.info("candidate", {.object = lease, .values = {{"identity", options.identity}}});
   std::stop_source stop_all;
   std::atomic<int> command_status{-1};
   std::atomic<bool> led{false};
@@ -112,26 +110,26 @@ int main(int argc, char** argv) {
                                          {"SINGLETON_IDENTITY", options.identity},
                                          {"SINGLETON_LEASE", ns + "/" + options.lease_name}}});
     if (!child.ok()) {
-      spdlog::error("{}", child.error().message);
+      kLog.error("cannot start the command", {.err = child.error().message, .object = lease});
       command_status = 127;
       stop_all.request_stop();
       return;
     }
-    spdlog::info("started command (pid {}) with fencing token {}", child->pid(), token.value());
+    kLog.info("started command", {.object = lease, .values = {{"pid", child->pid()}, {"token", token.value()}}});
     if (auto status = child->waitUntilExitOr(stop)) {
-      spdlog::info("command exited with status {}; releasing the lease", *status);
+      kLog.info("command exited; releasing the lease", {.object = lease, .values = {{"status", *status}}});
       command_status = *status;
       stop_all.request_stop();
       return;
     }
     // `stop` comes the moment the elector gives up (or is told to stop); the stop starts here, at once.
     const auto stop_started = std::chrono::steady_clock::now();
-    spdlog::info("stopping command (pid {}): SIGTERM, SIGKILL after {}", child->pid(),
-                 util::formatDuration(options.grace_period));
+    kLog.info("stopping command: SIGTERM, SIGKILL after the grace period",
+              {.object = lease,
+               .values = {{"pid", child->pid()}, {"grace_period", util::formatDuration(options.grace_period)}}});
     const int status = child->terminate(options.grace_period);
-    spdlog::info("command stopped with status {} after {}", status,
-                 util::formatDuration(
-                     std::chrono::duration_cast<util::Millis>(std::chrono::steady_clock::now() - stop_started)));
+    const auto took = std::chrono::duration_cast<util::Millis>(std::chrono::steady_clock::now() - stop_started);
+    kLog.info("command stopped", {.object = lease, .values = {{"status", status}, {"took_ms", took.count()}}});
   };
   elector_config.callbacks.on_stopped_leading = [&] {
     if (led) printer.print("stopped_leading", options.identity, fencing::FencingToken(led_token));
@@ -141,7 +139,7 @@ int main(int argc, char** argv) {
 
   std::atomic<bool> signalled{false};
   signals.start([&](int sig) {
-    spdlog::info("received {}; stopping", util::TerminationSignals::name(sig));
+    kLog.info("received signal; stopping", {.values = {{"signal", util::TerminationSignals::name(sig)}}});
     signalled = true;
     stop_all.request_stop();
   });
@@ -150,7 +148,7 @@ int main(int argc, char** argv) {
   Outcome outcome = (*elector)->run(stop_all.get_token());
   // Without a command, losing leadership is normal: campaign again (a command's supervisor restarts us instead).
   while (outcome == Outcome::kLostLeadership && options.command.empty() && !stop_all.stop_requested()) {
-    spdlog::warn("lost leadership of {}/{}; campaigning again", ns, options.lease_name);
+    kLog.warn("lost leadership; campaigning again", {.object = lease});
     led = false;
     outcome = (*elector)->run(stop_all.get_token());
   }
@@ -159,14 +157,14 @@ int main(int argc, char** argv) {
   if (command_status >= 0 && !signalled) return command_status;
   if (signalled) return 0;
   if (outcome == Outcome::kIdentityConflict) {
-    spdlog::error(
-        "lease {}/{}: another process is writing under identity \"{}\"; exiting (give each candidate its "
-        "own --identity, or leave it out for a unique default)",
-        ns, options.lease_name, options.identity);
+    kLog.error(
+        "another process is writing under this identity; exiting (give each candidate its own --identity, or leave "
+        "it out for a unique default)",
+        {.object = lease, .values = {{"identity", options.identity}}});
     return kExitIdentityConflict;
   }
   if (outcome == Outcome::kLostLeadership) {
-    spdlog::error("lost leadership of {}/{}", ns, options.lease_name);
+    kLog.error("lost leadership", {.object = lease});
     return kExitLostLeadership;
   }
   return 0;

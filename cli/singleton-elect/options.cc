@@ -8,6 +8,7 @@
 #include "election/timing_flags.h"
 #include "util/duration.h"
 #include "util/flags.h"
+#include "util/log.h"
 
 namespace singleton::cli {
 namespace {
@@ -52,8 +53,7 @@ util::FlagSet electFlags(ElectOptions& options, std::string& lease) {
       "after SIGTERM, how long COMMAND may take before SIGKILL; default: what the timings leave, lease-duration - "
       "renew-deadline - 10% of lease-duration - the wait for the reap (3s at 15s/10s)\n(need renew-deadline + "
       "grace-period + reap wait + 10% of lease-duration <= lease-duration)");
-  flags.addString("log-level", options.log_level, "LEVEL",
-                  "trace, debug, info, warn, error (default {default}); logs go to stderr");
+  log::addFlags(flags, options.log_format, options.log_level);
   return flags;
 }
 
@@ -85,6 +85,9 @@ Durations are Go-style: 500ms, 4s, 1m30s.
 Output: one JSON object per line on stdout per event:
   {"ts":"2026-01-02T15:04:05.123Z","event":"started_leading|stopped_leading|new_leader",
    "identity":"<own id>","leader":"<holder>","token":<fencing token>}
+
+Logs (not events) go to stderr: text by default, for people; --log-format json gives one object per line
+({"ts","level","logger","msg"}, the Lease as "object", errors as "err", the rest as fields) for a log collector.
 
 Without COMMAND: campaigns until stopped; after losing leadership it campaigns again.
 
@@ -128,10 +131,6 @@ util::Result<ElectOptions> parseElectOptions(const std::vector<std::string>& arg
     return usageError("--lease: \"" + options.lease_name + "\" is not a valid Lease name (lower-case DNS subdomain)");
   }
   if (options.identity.empty()) options.identity = election::uniqueIdentity();
-  static const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error", "off"};
-  if (std::find(levels.begin(), levels.end(), options.log_level) == levels.end()) {
-    return usageError("--log-level: \"" + options.log_level + "\" is not one of trace, debug, info, warn, error, off");
-  }
   election::Timings timings{options.lease_duration, options.renew_deadline, options.retry_period,
                             options.renew_interval, util::Millis(0)};
   if (auto s = election::validateTimings(timings); !s.ok()) return usageError(s.error().message);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "util/clock.h"
+#include "util/log.h"
 #include "util/result.h"
 
 namespace singleton::cli {
@@ -23,7 +24,9 @@ struct ElectOptions {
   // Between SIGTERM and SIGKILL of the command. Default: defaultGracePeriod(), what the timings leave.
   util::Millis grace_period{0};
   bool grace_period_set = false;
-  std::string log_level = "info";
+  // Logs on stderr; text by default, since people read these binaries' stderr (--log-format json for a collector).
+  log::Format log_format = log::Format::kText;
+  spdlog::level::level_enum log_level = spdlog::level::info;
   std::vector<std::string> command;  // after "--"
   bool help = false;
   bool version = false;

@@ -1,10 +1,8 @@
 // singleton-sim-kubelet: a simulated kubelet (what KWOK does) for a control plane without container runtime.
 // See --help and README.md.
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
-
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -18,6 +16,7 @@
 #include "options.h"
 #include "pod_agent.h"
 #include "util/flags.h"
+#include "util/log.h"
 #include "util/signals.h"
 
 namespace {
@@ -26,6 +25,8 @@ using namespace singleton;
 
 constexpr const char* kProgram = "singleton-sim-kubelet";
 constexpr int kExitUsage = 2;
+
+const log::Logger kLog("kubelet");
 
 int fail(int code, const std::string& message) { return util::fail(kProgram, code, message); }
 
@@ -42,10 +43,7 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  auto logger = spdlog::stderr_color_mt("singleton-sim-kubelet");
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(options.log_level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+  log::setup(options.log_format, options.log_level, nullptr, kProgram);
 
   auto config = kube::loadDefault(kube::KubeconfigOptions{options.kubeconfig, ""});
   if (!config.ok()) return fail(kExitUsage, config.error().message);
@@ -89,11 +87,14 @@ int main(int argc, char** argv) {
       {std::set<std::string>(names.begin(), names.end()), options.ready_delay, options.workers, "127.0.0.1", processes},
       [&nodes](const std::string& node) { return nodes.stopped(node); });
   nodes.setResumeListener([&pods](const std::string& node) { pods.resyncNode(node); });
-  spdlog::info("starting: {} node(s) named {}N on {}, heartbeat {} ms, ready delay {} ms, {} workers", options.nodes,
-               options.node_prefix, config->server, options.heartbeat.count(), options.ready_delay.count(),
-               options.workers);
-  spdlog::info("process pods: logs in {}, in-cluster apiserver {}:{}", processes.log_dir, processes.service_host,
-               processes.service_port);
+  kLog.info("starting", {.values = {{"nodes", options.nodes},
+                                    {"node_prefix", options.node_prefix},
+                                    {"server", config->server},
+                                    {"heartbeat_ms", options.heartbeat.count()},
+                                    {"ready_delay_ms", options.ready_delay.count()},
+                                    {"workers", options.workers}}});
+  kLog.info("process pods", {.values = {{"log_dir", processes.log_dir},
+                                        {"apiserver", processes.service_host + ":" + processes.service_port}}});
 
   std::stop_source stop_all;
   std::jthread node_thread([&] { nodes.run(stop_all.get_token()); });
@@ -110,10 +111,11 @@ int main(int argc, char** argv) {
     while (!(nodes.ready() && pods.synced())) {
       if (!clock.sleepFor(util::Millis(5), stop_all.get_token())) return;
     }
-    spdlog::info("ready: nodes registered, watching pods");
+    // Tests and scripts wait for "ready:" in this line.
+    kLog.info("ready: nodes registered, watching pods");
   });
 
-  spdlog::info("received {}; stopping", util::TerminationSignals::name(signals.wait()));
+  kLog.info("received signal; stopping", {.values = {{"signal", util::TerminationSignals::name(signals.wait())}}});
   stop_all.request_stop();
   node_thread.join();
   pod_thread.join();
@@ -127,12 +129,18 @@ int main(int argc, char** argv) {
   }
   const sim::PodAgentStats& stats = pods.stats();
   const long long writes = stats.status_writes.load();
-  spdlog::info(
-      "stopped: {} pod status writes (mean {:.1f} ms, max {:.1f} ms after the event), {} deletions, {} "
-      "conflicts, {} retried errors, {} events needing no write",
-      writes,
-      writes > 0 ? static_cast<double>(stats.latency_us_total.load()) / 1000.0 / static_cast<double>(writes) : 0.0,
-      static_cast<double>(stats.latency_us_max.load()) / 1000.0, stats.deletes.load(), stats.conflicts.load(),
-      stats.errors.load(), stats.skipped.load());
+  // Latencies from each pod's event to its status write, in ms to the tenth.
+  auto tenths = [](double ms) { return std::round(ms * 10.0) / 10.0; };
+  kLog.info(
+      "stopped",
+      {.values = {{"status_writes", writes},
+                  {"write_latency_mean_ms", tenths(writes > 0 ? static_cast<double>(stats.latency_us_total.load()) /
+                                                                    1000.0 / static_cast<double>(writes)
+                                                              : 0.0)},
+                  {"write_latency_max_ms", tenths(static_cast<double>(stats.latency_us_max.load()) / 1000.0)},
+                  {"deletions", stats.deletes.load()},
+                  {"conflicts", stats.conflicts.load()},
+                  {"retried_errors", stats.errors.load()},
+                  {"events_without_write", stats.skipped.load()}}});
   return 0;
 }

@@ -4,14 +4,15 @@
 #include <thread>
 #include <utility>
 
-#include <spdlog/spdlog.h>
-
 #include "kube/object.h"
 #include "node_status.h"
+#include "util/log.h"
 #include "util/time_format.h"
 
 namespace singleton::sim {
 namespace {
+
+const log::Logger kLog("node");
 
 using util::ErrorCode;
 
@@ -64,8 +65,8 @@ void NodeAgent::onNodeEvent(const watch::Event& event) {
     std::lock_guard lock(mutex_);
     NodeState& state = it->second;
     if (now_stopped != state.stopped) {
-      spdlog::info("node {}: heartbeat {} by annotation {}", name, now_stopped ? "stopped" : "resumed",
-                   kHeartbeatAnnotation);
+      kLog.info(now_stopped ? "heartbeat stopped by annotation" : "heartbeat resumed by annotation",
+                {.object = {.name = name}, .values = {{"annotation", kHeartbeatAnnotation}}});
     }
     if (state.stopped && !now_stopped) {
       state.due = clock_.now();
@@ -109,7 +110,8 @@ void NodeAgent::heartbeatLoop(std::stop_token stop) {
           state.due = clock_.now() + std::min(state.backoff.next(), config_.heartbeat);
         }
       }
-      if (!status.ok()) spdlog::warn("node {}: heartbeat failed: {}; retrying", name, status.error().describe());
+      if (!status.ok())
+        kLog.warn("heartbeat failed; retrying", {.err = status.error().describe(), .object = {.name = name}});
       // Only now that the node reads Ready again: the node-lifecycle controller marks a not-ready node's pods
       // not ready on every pod update, so resyncing them earlier would make it flip them back.
       if (resumed && on_resume_) on_resume_(name);
@@ -121,8 +123,9 @@ void NodeAgent::heartbeatLoop(std::stop_token stop) {
       for (const auto& [name, state] : states_) all_registered = all_registered && (state.registered || state.stopped);
       if (all_registered && !registered_all_) {
         registered_all_ = true;
-        spdlog::info("registered {} node(s): {}{}", states_.size(), config_.names.front(),
-                     states_.size() > 1 ? " .. " + config_.names.back() : "");
+        kLog.info(
+            "registered the nodes",
+            {.values = {{"nodes", states_.size()}, {"first", config_.names.front()}, {"last", config_.names.back()}}});
       }
     }
     for (const std::string& name : config_.names) {
@@ -147,7 +150,7 @@ util::Status NodeAgent::heartbeat(const std::string& name, NodeState& state) {
   auto written = client_.mergePatch(kube::kNodes, "", name, patch, "status");
   if (!written.ok()) {
     if (written.error().code == ErrorCode::kNotFound) {
-      spdlog::warn("node {}: deleted by someone; registering it again", name);
+      kLog.warn("deleted by someone; registering it again", {.object = {.name = name}});
       state.registered = false;
       state.lease.reset();
     }
@@ -161,11 +164,11 @@ util::Status NodeAgent::registerNode(const std::string& name, NodeState& state) 
   if (!node.ok() && node.error().code == ErrorCode::kNotFound) {
     node = client_.create(kube::kNodes, "", nodeObject(name, clock_.wallNow()));
     if (!node.ok() && node.error().code == ErrorCode::kAlreadyExists) node = client_.get(kube::kNodes, "", name);
-    if (node.ok()) spdlog::info("node {}: created", name);
+    if (node.ok()) kLog.info("created", {.object = {.name = name}});
   } else if (node.ok() && stringField(objectField(objectField(*node, "metadata"), "labels"), kManagedLabel) != "true") {
     // A node someone else created under our name: label it so our watch sees it.
     node = client_.mergePatch(kube::kNodes, "", name, {{"metadata", {{"labels", {{kManagedLabel, "true"}}}}}});
-    if (node.ok()) spdlog::info("node {}: adopted an existing node", name);
+    if (node.ok()) kLog.info("adopted an existing node", {.object = {.name = name}});
   }
   if (!node.ok()) return std::move(node).takeError();
   state.uid = kube::uidOf(*node);
@@ -217,9 +220,9 @@ void NodeAgent::removeNotReadyTaints(const std::string& name) {
                       {"spec", {{"taints", std::move(*taints)}}}};
   auto written = client_.mergePatch(kube::kNodes, "", name, patch);
   if (written.ok()) {
-    spdlog::info("node {}: removed the not-ready/unreachable taints", name);
+    kLog.info("removed the not-ready/unreachable taints", {.object = {.name = name}});
   } else if (written.error().code != ErrorCode::kConflict) {
-    spdlog::warn("node {}: removing taints failed: {}", name, written.error().describe());
+    kLog.warn("removing taints failed", {.err = written.error().describe(), .object = {.name = name}});
   }
 }
 

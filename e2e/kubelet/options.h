@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "util/clock.h"
+#include "util/log.h"
 #include "util/result.h"
 
 namespace singleton::sim {
@@ -16,7 +17,9 @@ struct Options {
   util::Millis heartbeat{2'000};          // node status and Lease renewal interval
   util::Millis ready_delay{0};            // a started pod turns Ready this long after it is Running
   int workers = 4;                        // threads writing pod status (the bulk of the API load)
-  std::string log_level = "info";
+  // Logs on stderr; text by default, since people read these binaries' stderr (--log-format json for a collector).
+  log::Format log_format = log::Format::kText;
+  spdlog::level::level_enum log_level = spdlog::level::info;
   std::string pod_log_dir;               // process pods' logs; empty: $TMPDIR/singleton-sim-kubelet-<pid>/logs
   util::Millis token_refresh{0};         // process pods' token renewal interval; zero: at 80% of its 1h life
   util::Millis restart_backoff{10'000};  // first restart delay of a crashing process container (doubling, 5m cap)

@@ -1,15 +1,17 @@
 #include "pod_agent.h"
-#include "kube/object.h"
 
 #include <exception>
 #include <thread>
 #include <utility>
 #include <vector>
 
-#include <spdlog/spdlog.h>
+#include "kube/object.h"
+#include "util/log.h"
 
 namespace singleton::sim {
 namespace {
+
+const log::Logger kLog("pod");
 
 using util::ErrorCode;
 
@@ -82,7 +84,7 @@ void PodAgent::resyncNode(const std::string& node) {
     queue_.add(watch::objectKey(pod));
     ++count;
   }
-  spdlog::info("node {}: resyncing {} pod(s)", node, count);
+  kLog.info("resyncing the node's pods", {.values = {{"node", node}, {"pods", count}}});
 }
 
 void PodAgent::work(std::stop_token stop) {
@@ -92,7 +94,7 @@ void PodAgent::work(std::stop_token stop) {
       outcome = process(*key);
     } catch (const std::exception& e) {
       // Nothing here should throw; if something does, the pod is retried rather than the process lost.
-      spdlog::error("pod {}: unexpected failure: {}", *key, e.what());
+      kLog.error("unexpected failure", {.err = e.what(), .object = log::objectRef(*key)});
     }
     if (outcome == Outcome::kRetry) {
       ++stats_.errors;
@@ -201,7 +203,7 @@ PodAgent::Outcome PodAgent::writeStatus(const std::string& key, Json pod, std::o
     if (plan.action == PodPlan::Action::kDelete) return finishDeletion(key, pod);
     if (plan.action != PodPlan::Action::kWriteStatus) return Outcome::kDone;
     if (plan.status.value("podIP", "").empty()) {
-      spdlog::error("pod {}: no free pod IP in 10.244.0.0/16", key);
+      kLog.error("no free pod IP in 10.244.0.0/16", {.object = log::objectRef(key)});
       return Outcome::kRetry;
     }
     const std::string ns = kube::namespaceOf(pod);
@@ -218,17 +220,18 @@ PodAgent::Outcome PodAgent::writeStatus(const std::string& key, Json pod, std::o
         long long max = stats_.latency_us_max.load();
         while (latency.count() > max && !stats_.latency_us_max.compare_exchange_weak(max, latency.count())) {
         }
-        spdlog::debug("pod {}: {} ({:.1f} ms after its event)", key, plan.what,
-                      static_cast<double>(latency.count()) / 1000.0);
+        kLog.debug("status written",
+                   {.object = log::objectRef(key),
+                    .values = {{"status", plan.what}, {"latency_ms", static_cast<double>(latency.count()) / 1000.0}}});
       } else {
-        spdlog::debug("pod {}: {}", key, plan.what);
+        kLog.debug("status written", {.object = log::objectRef(key), .values = {{"status", plan.what}}});
       }
       return Outcome::kDone;
     }
     const util::Error& error = written.error();
     if (error.code == ErrorCode::kNotFound) return Outcome::kDone;
     if (error.code != ErrorCode::kConflict) {
-      spdlog::warn("pod {}: status write failed: {}; retrying", key, error.describe());
+      kLog.warn("status write failed; retrying", {.err = error.describe(), .object = log::objectRef(key)});
       return Outcome::kRetry;
     }
     // Someone wrote first: decide again on the pod as it is now rather than wait for the watch to catch up.
@@ -236,7 +239,8 @@ PodAgent::Outcome PodAgent::writeStatus(const std::string& key, Json pod, std::o
     auto fresh = client_.get(kube::kPods, ns, name);
     if (!fresh.ok()) {
       if (fresh.error().code == ErrorCode::kNotFound) return Outcome::kDone;
-      spdlog::warn("pod {}: re-reading after a conflict failed: {}; retrying", key, fresh.error().describe());
+      kLog.warn("re-reading after a conflict failed; retrying",
+                {.err = fresh.error().describe(), .object = log::objectRef(key)});
       return Outcome::kRetry;
     }
     pod = std::move(*fresh);
@@ -244,7 +248,7 @@ PodAgent::Outcome PodAgent::writeStatus(const std::string& key, Json pod, std::o
     const std::string node = nodeNameOf(pod);
     if (!config_.nodes.contains(node) || node_stopped_(node)) return Outcome::kDone;
   }
-  spdlog::warn("pod {}: status write kept conflicting; retrying later", key);
+  kLog.warn("status write kept conflicting; retrying later", {.object = log::objectRef(key)});
   return Outcome::kRetry;
 }
 
@@ -256,13 +260,13 @@ PodAgent::Outcome PodAgent::finishDeletion(const std::string& key, const Json& p
   const util::Status removed = client_.remove(kube::kPods, kube::namespaceOf(pod), kube::nameOf(pod), options);
   if (removed.ok()) {
     ++stats_.deletes;
-    spdlog::debug("pod {}: deletion finished", key);
+    kLog.debug("deletion finished", {.object = log::objectRef(key)});
     return Outcome::kDone;
   }
   const ErrorCode code = removed.error().code;
   // Gone already, or another incarnation (the uid precondition failed): nothing left to do.
   if (code == ErrorCode::kNotFound || code == ErrorCode::kConflict) return Outcome::kDone;
-  spdlog::warn("pod {}: finishing deletion failed: {}; retrying", key, removed.error().describe());
+  kLog.warn("finishing deletion failed; retrying", {.err = removed.error().describe(), .object = log::objectRef(key)});
   return Outcome::kRetry;
 }
 

@@ -1,5 +1,4 @@
 #include "process_runtime.h"
-#include "kube/object.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -21,13 +20,16 @@
 #include <fstream>
 #include <thread>
 
-#include <spdlog/spdlog.h>
+#include "kube/object.h"
+#include "util/log.h"
 
 namespace singleton::sim {
 namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+
+const log::Logger kLog("runtime");
 
 // How often the loop looks at its processes when nothing wakes it: the delay of noticing an exit.
 constexpr util::Millis kTick{20};
@@ -399,7 +401,7 @@ ProcessRuntime::ProcessRuntime(kube::Client& client, Config config, Changed chan
   mount_point_ok_ = !error && fs::is_directory(kServiceAccountDir, error);
   if (!mount_point_ok_) {
     mount_point_error_ = std::string("cannot create the mount point ") + kServiceAccountDir + ": " + error.message();
-    spdlog::warn("{}; process pods that mount a service-account token will fail to start", mount_point_error_);
+    kLog.warn("process pods that mount a service-account token will fail to start", {.err = mount_point_error_});
   }
 }
 
@@ -475,8 +477,9 @@ void ProcessRuntime::sync(const Json& pod, const std::string& pod_ip) {
         }
         state->containers.push_back(std::move(container));
       }
-      spdlog::info("pod {}: running {} container(s) as processes, logs in {}", state->key, state->containers.size(),
-                   log_dir.string());
+      kLog.info("running the containers as processes",
+                {.object = log::objectRef(state->key),
+                 .values = {{"containers", state->containers.size()}, {"log_dir", log_dir.string()}}});
       it = pods_.emplace(uid, std::move(state)).first;
     }
     Pod& state = *it->second;
@@ -551,7 +554,7 @@ void ProcessRuntime::run(std::stop_token stop) {
     killAll(*pod, SIGTERM);
     for (const Container& container : pod->containers) running += container.process.pid > 0 ? 1 : 0;
   }
-  if (running > 0) spdlog::info("stopping {} container process(es)", running);
+  if (running > 0) kLog.info("stopping the container processes", {.values = {{"processes", running}}});
   const util::MonoTime deadline = clock_.now() + kShutdownGrace;
   while (clock_.now() < deadline) {
     bool any = false;
@@ -589,8 +592,9 @@ void ProcessRuntime::step(Pod& pod, std::vector<std::string>& changed) {
           ++signalled;
         }
       }
-      spdlog::info("pod {}: deleted; SIGTERM to {} container process group(s), SIGKILL after {} s", pod.key, signalled,
-                   pod.grace.count() / 1000);
+      kLog.info("deleted: SIGTERM to the container process groups, SIGKILL after the grace period",
+                {.object = log::objectRef(pod.key),
+                 .values = {{"process_groups", signalled}, {"grace_period_s", pod.grace.count() / 1000}}});
     }
     if (now >= pod.kill_at) {
       for (Container& container : pod.containers) {
@@ -604,7 +608,7 @@ void ProcessRuntime::step(Pod& pod, std::vector<std::string>& changed) {
     }
     if (!any && !pod.stopped) {
       pod.stopped = true;
-      spdlog::info("pod {}: every container process has ended", pod.key);
+      kLog.info("every container process has ended", {.object = log::objectRef(pod.key)});
       changed.push_back(pod.key);
     }
     return;
@@ -649,7 +653,8 @@ bool ProcessRuntime::ensureToken(Pod& pod, std::string& error) {
   if (token.empty()) {
     if (pod.token_ok) {
       // The current token is still valid for a fifth of its life: keep it and try again soon.
-      spdlog::warn("pod {}: refreshing the token: {}; retrying in 10 s", pod.key, error);
+      kLog.warn("refreshing the service-account token failed; retrying in 10 s",
+                {.err = error, .object = log::objectRef(pod.key)});
       pod.token_refresh = now + 10s;
       return true;
     }
@@ -671,7 +676,8 @@ bool ProcessRuntime::ensureToken(Pod& pod, std::string& error) {
   pod.token_refresh = now + (config_.token_refresh > util::Millis(0)
                                  ? config_.token_refresh
                                  : util::Millis(std::chrono::seconds(config_.token_seconds * 4 / 5)));
-  spdlog::debug("pod {}: service-account token for {} written", pod.key, pod.service_account);
+  kLog.debug("service-account token written",
+             {.object = log::objectRef(pod.key), .values = {{"service_account", pod.service_account}}});
   return true;
 }
 
@@ -688,7 +694,9 @@ void ProcessRuntime::startContainer(Pod& pod, Container& container, std::vector<
   };
   if (!container.config_error.empty()) {
     if (run.waiting_reason != "CreateContainerConfigError") {
-      spdlog::warn("pod {}: container {}: {}", pod.key, container.name, container.config_error);
+      kLog.warn("container config error", {.err = container.config_error,
+                                           .object = log::objectRef(pod.key),
+                                           .values = {{"container", container.name}}});
     }
     wait("CreateContainerConfigError", container.config_error);
     container.next_start = now + std::chrono::hours(24 * 365);
@@ -712,7 +720,9 @@ void ProcessRuntime::startContainer(Pod& pod, Container& container, std::vector<
   container.ever_started = true;
   const util::WallTime wall = clock_.wallNow();
   if (!spawned.ok()) {
-    spdlog::warn("pod {}: container {} failed to start: {}", pod.key, container.name, spawned.error().message);
+    kLog.warn(
+        "container failed to start",
+        {.err = spawned.error().message, .object = log::objectRef(pod.key), .values = {{"container", container.name}}});
     ContainerRun::Terminated failed{128, 0, "StartError", spawned.error().message, wall, wall, ""};
     container.started_mono = now;
     // Handled as an exit: restartPolicy and backoff apply.
@@ -748,7 +758,9 @@ void ProcessRuntime::startContainer(Pod& pod, Container& container, std::vector<
   container.successes = 0;
   container.failures = 0;
   if (container.probe) container.next_probe = now + std::chrono::seconds(container.probe->initial_delay_seconds);
-  spdlog::info("pod {}: container {} started (pid {}, restart {})", pod.key, container.name, pid, run.restart_count);
+  kLog.info("container started",
+            {.object = log::objectRef(pod.key),
+             .values = {{"container", container.name}, {"pid", pid}, {"restart", run.restart_count}}});
   changed.push_back(pod.key);
 }
 
@@ -761,7 +773,8 @@ void ProcessRuntime::reap(Pod& pod, Container& container, std::vector<std::strin
   ContainerRun& run = container.run;
   ContainerRun::Terminated ended{
       *exit, 0, *exit == 0 ? "Completed" : "Error", "", run.started_at, clock_.wallNow(), containerId(pid)};
-  spdlog::info("pod {}: container {} (pid {}) exited with {}", pod.key, container.name, pid, *exit);
+  kLog.info("container exited", {.object = log::objectRef(pod.key),
+                                 .values = {{"container", container.name}, {"pid", pid}, {"exit_code", *exit}}});
   container.process = {};
   if (container.probe_process.pid > 0) {
     killAndReap(container.probe_process);
@@ -819,7 +832,9 @@ void ProcessRuntime::probe(Pod& pod, Container& container, std::vector<std::stri
         container.probe_process = *spawned;
         container.probe_deadline = now + std::chrono::seconds(probe.timeout_seconds);
       } else {
-        spdlog::debug("pod {}: container {}: readiness probe: {}", pod.key, container.name, spawned.error().message);
+        kLog.debug("readiness probe failed to start", {.err = spawned.error().message,
+                                                       .object = log::objectRef(pod.key),
+                                                       .values = {{"container", container.name}}});
         result = false;
       }
     } else {
@@ -840,7 +855,8 @@ void ProcessRuntime::probe(Pod& pod, Container& container, std::vector<std::stri
   }
   if (ready != run.ready) {
     run.ready = ready;
-    spdlog::info("pod {}: container {} readiness probe: {}", pod.key, container.name, ready ? "ready" : "not ready");
+    kLog.info(ready ? "readiness probe: ready" : "readiness probe: not ready",
+              {.object = log::objectRef(pod.key), .values = {{"container", container.name}}});
     changed.push_back(pod.key);
   }
 }

@@ -1,18 +1,22 @@
 #include "election/leader_elector.h"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <cassert>
 #include <charconv>
 
 #include "util/duration.h"
+#include "util/log.h"
 
 namespace singleton::election {
 namespace {
 
 using std::chrono::duration_cast;
 using util::Millis;
+
+const log::Logger kLog("elector");
+
+// The lock as a log line's object: describe() is "namespace/name".
+log::ObjectRef objectOf(const Lock& lock) { return log::objectRef(lock.describe()); }
 
 // resourceVersions are opaque, but etcd's are increasing integers; use that only to ignore a late watch event
 // that is older than what we already hold. When either does not parse, treat the newcomer as newer.
@@ -122,10 +126,10 @@ std::optional<std::pair<std::string, fencing::FencingToken>> LeaderElector::obse
   if (seen && seen_before && seen->record.holder_identity == config_.lock->identity() &&
       !ownRecordLocked(seen->record) && !conflict_) {
     conflict_ = true;
-    spdlog::error(
-        "lease {}: another process is writing under this candidate's identity \"{}\" (a change it did not make); "
-        "stepping down without releasing. Give each candidate a unique identity",
-        config_.lock->describe(), config_.lock->identity());
+    kLog.error(
+        "another process is writing under this candidate's identity (a change it did not make); stepping down "
+        "without releasing. Give each candidate a unique identity",
+        {.object = objectOf(*config_.lock), .values = {{"identity", config_.lock->identity()}}});
   }
   observed_.current = seen;
   observed_.changed_at = now;
@@ -155,7 +159,8 @@ void LeaderElector::observe(const std::optional<VersionedRecord>& seen) {
 
 void LeaderElector::announce(const std::optional<std::pair<std::string, fencing::FencingToken>>& holder) {
   if (!holder) return;
-  spdlog::info("lease {}: new leader {} (token {})", config_.lock->describe(), holder->first, holder->second.value());
+  kLog.info("new leader", {.object = objectOf(*config_.lock),
+                           .values = {{"leader", holder->first}, {"token", holder->second.value()}}});
   if (config_.callbacks.on_new_leader) config_.callbacks.on_new_leader(holder->first, holder->second);
 }
 
@@ -255,19 +260,19 @@ bool LeaderElector::tryAcquireOrRenew(Millis timeout) {
       auto created = lock.create(record, timeout);
       if (created.ok()) {
         if (record.leader_transitions > 0) {
-          spdlog::warn("lease {}: created with token {}, above the highest token this candidate saw before",
-                       lock.describe(), record.leader_transitions);
+          kLog.warn("created the Lease with a token above the highest this candidate saw before",
+                    {.object = objectOf(lock), .values = {{"token", record.leader_transitions}}});
         }
         return succeeded(*created);
       }
       if (created.error().code != util::ErrorCode::kAlreadyExists) {
-        spdlog::warn("lease {}: create failed: {}", lock.describe(), created.error().describe());
+        kLog.warn("create failed", {.err = created.error().describe(), .object = objectOf(lock)});
         return false;
       }
       got = lock.get(timeout);  // someone created it first: look at theirs
     }
     if (!got.ok()) {
-      spdlog::warn("lease {}: get failed: {}", lock.describe(), got.error().describe());
+      kLog.warn("get failed", {.err = got.error().describe(), .object = objectOf(lock)});
       return false;
     }
     seen(*got);
@@ -290,12 +295,12 @@ bool LeaderElector::tryAcquireOrRenew(Millis timeout) {
   if (updated.ok()) return succeeded(*updated);
   if (updated.error().code == util::ErrorCode::kConflict) {
     // Someone wrote first. Their write counts as a change seen now: it restarts the expiry clock.
-    spdlog::debug("lease {}: conflict, re-reading", lock.describe());
+    kLog.debug("conflict, re-reading", {.object = objectOf(lock)});
     auto got = lock.get(timeout);
     if (got.ok()) seen(*got);
     return false;
   }
-  spdlog::warn("lease {}: update failed: {}", lock.describe(), updated.error().describe());
+  kLog.warn("update failed", {.err = updated.error().describe(), .object = objectOf(lock)});
   return false;
 }
 
@@ -314,7 +319,7 @@ util::MonoTime LeaderElector::nextAttemptLocked(util::MonoTime now, bool last_at
 }
 
 bool LeaderElector::acquireLoop(std::stop_token stop) {
-  spdlog::info("lease {}: {} campaigning", config_.lock->describe(), config_.lock->identity());
+  kLog.info("campaigning", {.object = objectOf(*config_.lock), .values = {{"identity", config_.lock->identity()}}});
   while (!stop.stop_requested()) {
     std::uint64_t sequence_before = 0;
     {
@@ -356,12 +361,14 @@ void LeaderElector::watchTerm(std::stop_source& term) {
     if (!outcome) continue;  // renewed: wait for the new deadline
     if (*outcome == Outcome::kLostLeadership) {
       if (observed_.current && observed_.current->record.holder_identity != me) {
-        spdlog::warn("lease {}: taken over by {}", config_.lock->describe(), observed_.current->record.holder_identity);
+        kLog.warn("taken over; stopping leading", {.object = objectOf(*config_.lock),
+                                                   .values = {{"leader", observed_.current->record.holder_identity}}});
       } else if (!observed_.current) {
-        spdlog::warn("lease {}: deleted while leading; stopping leading", config_.lock->describe());
+        kLog.warn("deleted while leading; stopping leading", {.object = objectOf(*config_.lock)});
       } else {
-        spdlog::error("lease {}: could not renew within {}; stopping leading", config_.lock->describe(),
-                      util::formatDuration(config_.renew_deadline));
+        kLog.error("could not renew within the renew deadline; stopping leading",
+                   {.object = objectOf(*config_.lock),
+                    .values = {{"renew_deadline", util::formatDuration(config_.renew_deadline)}}});
       }
     }
     term_end_ = *outcome;
@@ -427,7 +434,8 @@ util::Result<fencing::FencingToken> LeaderElector::raiseTokenAbove(fencing::Fenc
     token_ = fencing::FencingToken(updated->record.leader_transitions);
     changed_.notify_all();
   }
-  spdlog::info("lease {}: token raised to {} (above {})", config_.lock->describe(), token_.value(), floor.value());
+  kLog.info("token raised",
+            {.object = objectOf(*config_.lock), .values = {{"token", token_.value()}, {"above", floor.value()}}});
   return token_;
 }
 
@@ -447,12 +455,12 @@ void LeaderElector::release() {
   released.leader_transitions = current->record.leader_transitions;
   auto result = config_.lock->update(current->version, released, config_.retry_period);
   if (result.ok()) {
-    spdlog::info("lease {}: released", config_.lock->describe());
+    kLog.info("released", {.object = objectOf(*config_.lock)});
     std::lock_guard guard(mutex_);
     observeLocked(*result, clock_.now());
   } else {
-    spdlog::warn("lease {}: release failed ({}); followers will wait for expiry", config_.lock->describe(),
-                 result.error().describe());
+    kLog.warn("release failed; followers will wait for expiry",
+              {.err = result.error().describe(), .object = objectOf(*config_.lock)});
   }
 }
 
@@ -477,8 +485,8 @@ LeaderElector::Outcome LeaderElector::run(std::stop_token stop) {
       auto status =
           config_.lock->watch([this](const std::optional<VersionedRecord>& seen) { observe(seen); }, watch_stop);
       if (!status.ok())
-        spdlog::warn("lease {}: cannot watch, polling instead: {}", config_.lock->describe(),
-                     status.error().describe());
+        kLog.warn("cannot watch, polling instead",
+                  {.err = status.error().describe(), .object = objectOf(*config_.lock)});
     });
   }
 
@@ -492,8 +500,8 @@ LeaderElector::Outcome LeaderElector::run(std::stop_token stop) {
       token = fencing::FencingToken(observed_.current->record.leader_transitions);
       token_ = token;
     }
-    spdlog::info("lease {}: {} started leading with token {}", config_.lock->describe(), config_.lock->identity(),
-                 token.value());
+    kLog.info("started leading", {.object = objectOf(*config_.lock),
+                                  .values = {{"identity", config_.lock->identity()}, {"token", token.value()}}});
     std::stop_source term;  // requested the moment this term ends, for whatever reason
     std::stop_callback forward(stop, [&term] { term.request_stop(); });
     std::jthread work(
@@ -509,7 +517,8 @@ LeaderElector::Outcome LeaderElector::run(std::stop_token stop) {
       outcome = term_end_.value_or(stop.stop_requested() ? Outcome::kStopped : Outcome::kLostLeadership);
     }
     if (work.joinable()) work.join();  // leader work ends before anyone else may start it
-    spdlog::info("lease {}: {} stopped leading", config_.lock->describe(), config_.lock->identity());
+    kLog.info("stopped leading",
+              {.object = objectOf(*config_.lock), .values = {{"identity", config_.lock->identity()}}});
     config_.callbacks.on_stopped_leading();
     if (outcome == Outcome::kStopped && config_.release_on_cancel) release();
   } else {

@@ -15,13 +15,14 @@
 
 #include <cpprest/http_client.h>
 #include <pplx/threadpool.h>
-// cpprest's U(x) string macro would rewrite a template parameter named U inside fmt (spdlog's formatter).
+// cpprest's U(x) string macro would rewrite a template parameter named U inside fmt (spdlog's formatter, which
+// util/log.h includes).
 #undef U
-#include <spdlog/spdlog.h>
 
 #include "kube/client.h"
 #include "kube/tls.h"
 #include "util/duration.h"
+#include "util/log.h"
 
 namespace singleton::kube::detail {
 namespace {
@@ -29,6 +30,8 @@ namespace {
 namespace http = web::http;
 namespace http_client = web::http::client;
 using util::ErrorCode;
+
+const log::Logger kLog("transport");
 
 // Our own deadline governs requests; cpprest's inactivity timer on the request client is only a backstop.
 constexpr auto kBackstopTimeout = std::chrono::hours(1);
@@ -116,8 +119,8 @@ class CpprestTransport final : public Transport {
   CpprestTransport& operator=(const CpprestTransport&) = delete;
   ~CpprestTransport() override {
     if (!in_flight_->waitUntilIdle(kDrainTimeout)) {
-      spdlog::warn("transport for {}: cancelled requests still pending after {}; leaving them to cpprest's pool",
-                   config_.server, util::formatDuration(kDrainTimeout));
+      kLog.warn("cancelled requests still pending at shutdown; leaving them to cpprest's pool",
+                {.values = {{"server", config_.server}, {"waited", util::formatDuration(kDrainTimeout)}}});
     }
   }
 
@@ -325,8 +328,8 @@ int initializeIoThreads(int threads) {
       crossplat::threadpool::initialize_with_threads(static_cast<std::size_t>(wanted));
       size = wanted;
     } catch (const std::exception& e) {
-      spdlog::warn("cpprestsdk's I/O pool was started before ours could be sized ({}); it keeps its 40 threads",
-                   e.what());
+      kLog.warn("cpprestsdk's I/O pool was started before ours could be sized; it keeps its 40 threads",
+                {.err = e.what(), .values = {{"wanted", wanted}}});
     }
   });
   return size;

@@ -3,12 +3,14 @@
 #include <cerrno>
 #include <cstring>
 
-#include <spdlog/spdlog.h>
-
 #include "kube/config.h"
 #include "kube/config_files.h"
+#include "util/log.h"
 
 namespace singleton::kube {
+namespace {
+const log::Logger kLog("token");
+}  // namespace
 
 FileTokenSource::FileTokenSource(std::string path, const util::Clock& clock, util::Millis max_age)
     : path_(std::move(path)), clock_(clock), max_age_(max_age) {}
@@ -32,7 +34,7 @@ util::Result<std::string> FileTokenSource::token() {
     if (cached_.empty()) return util::makeError(util::ErrorCode::kUnauthorized, "bearer token: " + why);
     // The kubelet swaps the file atomically, so a failed re-read is unusual; the token we have is still better than
     // none. Remember the attempt so we retry on the next change or after max_age, not on every request.
-    spdlog::warn("re-reading bearer token failed, keeping the previous one: {}", why);
+    kLog.warn("re-reading bearer token failed, keeping the previous one", {.err = why, .values = {{"path", path_}}});
     cached_mtime_ns_ = mtime_ns;
     cached_size_ = size;
     read_at_ = now;

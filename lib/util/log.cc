@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 
+#include "util/flags.h"
 #include "util/time_format.h"
 
 namespace singleton::log {
@@ -157,6 +158,12 @@ void info(std::string_view msg, const Fields& fields) { processLogger().info(msg
 void warn(std::string_view msg, const Fields& fields) { processLogger().warn(msg, fields); }
 void error(std::string_view msg, const Fields& fields) { processLogger().error(msg, fields); }
 
+ObjectRef objectRef(std::string_view key) {
+  const auto slash = key.find('/');
+  if (slash == std::string_view::npos) return {.ns = "", .name = std::string(key)};
+  return {.ns = std::string(key.substr(0, slash)), .name = std::string(key.substr(slash + 1))};
+}
+
 util::Result<Format> parseFormat(std::string_view text) {
   if (text == "json") return Format::kJson;
   if (text == "text") return Format::kText;
@@ -172,6 +179,30 @@ util::Result<spdlog::level::level_enum> parseLevel(std::string_view text) {
   if (text == "off") return spdlog::level::off;
   return util::makeError(util::ErrorCode::kInvalidArgument,
                          "\"" + std::string(text) + "\" is not one of trace, debug, info, warn, error, off");
+}
+
+std::string_view formatName(Format format) { return format == Format::kJson ? "json" : "text"; }
+
+void addFlags(util::FlagSet& flags, Format& format, spdlog::level::level_enum& level) {
+  flags.addFunc(
+      "log-format",
+      [&format](const std::string& value) -> util::Status {
+        auto parsed = parseFormat(value);
+        if (!parsed.ok()) return std::move(parsed).takeError();
+        format = *parsed;
+        return {};
+      },
+      "FORMAT",
+      "text, or json for one object per line (default " + std::string(formatName(format)) + "); logs go to stderr");
+  flags.addFunc(
+      "log-level",
+      [&level](const std::string& value) -> util::Status {
+        auto parsed = parseLevel(value);
+        if (!parsed.ok()) return std::move(parsed).takeError();
+        level = *parsed;
+        return {};
+      },
+      "LEVEL", "trace, debug, info, warn, error, off (default " + std::string(levelName(level)) + ")");
 }
 
 std::unique_ptr<spdlog::formatter> makeFormatter(Format format) {

@@ -4,9 +4,10 @@
 //   {"ts":"2026-01-02T15:04:05.123Z","level":"info","logger":"controller","msg":"reconciled",
 //    "object":{"name":"web","namespace":"prod"},"token":7}
 //
-// Structured fields travel next to the message: log::info("reconciled", {.object = {ns, name}}). Plain
-// spdlog::info(...) calls (the library's) become JSON lines too, since the formatter sits on the sink; they just
-// carry no fields.
+// Structured fields travel next to the message: log::info("reconciled", {.object = {ns, name}}), or with a component's
+// Logger (the library's elector, reflector, ...; the binaries' own). The message is a constant; what varies goes in
+// the fields. Plain spdlog::info(...) calls, if any, become JSON lines too, since the formatter sits on the sink; they
+// just carry no fields.
 #pragma once
 
 #include <memory>
@@ -21,6 +22,10 @@
 
 #include "util/result.h"
 
+namespace singleton::util {
+class FlagSet;
+}  // namespace singleton::util
+
 namespace singleton::log {
 
 enum class Format { kJson, kText };
@@ -30,6 +35,9 @@ struct ObjectRef {
   std::string ns = {};
   std::string name = {};
 };
+
+// An object's key, "namespace/name" (or a cluster-scoped "name"), as the ObjectRef of a log line.
+ObjectRef objectRef(std::string_view key);
 
 // Extra key/value pairs, in order, e.g. {{"token", 7}, {"duration_ms", 3.2}}. The keys ts, level, logger, msg, err
 // and object are reserved for the fields above and are dropped here.
@@ -70,6 +78,14 @@ class Logger {
 util::Result<Format> parseFormat(std::string_view text);
 // "trace", "debug", "info", "warn", "error" (also "warning", "off").
 util::Result<spdlog::level::level_enum> parseLevel(std::string_view text);
+
+// "json" or "text", as the flag takes it.
+std::string_view formatName(Format format);
+
+// Registers --log-format FORMAT and --log-level LEVEL on a binary's flags, bound to `format` and `level`, whose values
+// now are the defaults the help shows. A bad value is a one-line error naming the flag. For the binaries whose
+// options are parsed straight into these types (the CLIs and the simulated kubelet; the operator parses its own).
+void addFlags(util::FlagSet& flags, Format& format, spdlog::level::level_enum& level);
 
 // The formatter for a format: JSON lines, or spdlog's pattern (UTC, millis) with the fields appended as key=value.
 std::unique_ptr<spdlog::formatter> makeFormatter(Format format);

@@ -3,11 +3,13 @@
 #include <mutex>
 #include <utility>
 
-#include <spdlog/spdlog.h>
-
 #include "kube/object.h"
+#include "util/log.h"
 
 namespace singleton::watch {
+namespace {
+const log::Logger kLog("cache");
+}  // namespace
 
 std::string objectKey(const std::string& ns, const std::string& name) { return ns.empty() ? name : ns + "/" + name; }
 
@@ -22,7 +24,7 @@ void Cache::onReplace(std::vector<Json> objects, const std::string& resource_ver
   for (Json& object : objects) {
     std::string key = objectKey(object);
     if (key.empty()) {
-      spdlog::warn("cache: skipping a listed object without metadata.name");
+      kLog.warn("skipping a listed object without metadata.name");
       continue;
     }
     fresh.insert_or_assign(std::move(key), std::move(object));
@@ -56,7 +58,7 @@ void Cache::onReplace(std::vector<Json> objects, const std::string& resource_ver
 void Cache::onEvent(const Event& event) {
   std::string key = objectKey(event.object);
   if (key.empty()) {
-    spdlog::warn("cache: skipping an event for an object without metadata.name");
+    kLog.warn("skipping an event for an object without metadata.name");
     return;
   }
   {

@@ -4,14 +4,15 @@
 #include <optional>
 #include <utility>
 
-#include <spdlog/spdlog.h>
-
+#include "util/log.h"
 #include "watch/line_splitter.h"
 
 namespace singleton::watch {
 namespace {
 
 using util::ErrorCode;
+
+const log::Logger kLog("reflector");
 
 // A watch that the server closes this quickly without sending anything is not a server timeout but a sign of trouble
 // (a proxy, an overloaded apiserver); resuming at once would spin, so it is treated as an error (as client-go does).
@@ -71,10 +72,16 @@ Reflector::Reflector(kube::Client& client, kube::Resource resource, ReflectorOpt
       handler_(handler),
       clock_(clock),
       backoff_(options_.backoff) {
-  name_ = resource_.plural + (resource_.group.empty() ? "" : "." + resource_.group);
-  if (!options_.ns.empty()) name_ += " in namespace " + options_.ns;
-  if (!options_.label_selector.empty()) name_ += " labels " + options_.label_selector;
-  if (!options_.field_selector.empty()) name_ += " fields " + options_.field_selector;
+  log_values_.emplace_back("resource", resource_.plural + (resource_.group.empty() ? "" : "." + resource_.group));
+  if (!options_.ns.empty()) log_values_.emplace_back("namespace", options_.ns);
+  if (!options_.label_selector.empty()) log_values_.emplace_back("label_selector", options_.label_selector);
+  if (!options_.field_selector.empty()) log_values_.emplace_back("field_selector", options_.field_selector);
+}
+
+log::Values Reflector::logValues(log::Values extra) const {
+  log::Values values = log_values_;
+  for (auto& value : extra) values.push_back(std::move(value));
+  return values;
 }
 
 std::string Reflector::lastResourceVersion() const {
@@ -96,7 +103,7 @@ void Reflector::run(std::stop_token stop) {
         need_list = false;
         break;
       case Next::kRelist:
-        spdlog::debug("reflector {}: relisting: {}", name_, outcome.error.describe());
+        kLog.debug("relisting", {.err = outcome.error.describe(), .values = logValues()});
         need_list = true;
         break;
       case Next::kBackoff:
@@ -109,7 +116,7 @@ void Reflector::run(std::stop_token stop) {
     }
   }
   state_ = State::kStopped;
-  spdlog::debug("reflector {}: stopped", name_);
+  kLog.debug("stopped", {.values = logValues()});
 }
 
 Reflector::Outcome Reflector::list(std::stop_token stop) {
@@ -155,7 +162,7 @@ Reflector::Outcome Reflector::list(std::stop_token stop) {
   synced_ = true;
   ++lists_;
   backoff_.reset();
-  spdlog::debug("reflector {}: listed {} objects at resourceVersion {}", name_, count, resource_version);
+  kLog.debug("listed", {.values = logValues({{"objects", count}, {"resource_version", resource_version}})});
   return {Next::kWatch};
 }
 
@@ -200,7 +207,7 @@ Reflector::Outcome Reflector::watchOnce(std::stop_token stop) {
 
   state_ = State::kWatching;
   ++watches_;
-  spdlog::debug("reflector {}: watching from resourceVersion {}", name_, watch_options.resource_version);
+  kLog.debug("watching", {.values = logValues({{"resource_version", watch_options.resource_version}})});
   const util::MonoTime started = clock_.now();
   util::Status status = client_.watch(resource_, options_.ns, watch_options, on_chunk, local.get_token());
 
@@ -212,26 +219,27 @@ Reflector::Outcome Reflector::watchOnce(std::stop_token stop) {
     return {Next::kBackoff, error, false, "watch failed"};
   }
   if (splitter.pending() > 0) {
-    spdlog::warn("reflector {}: watch body ended inside a line; dropped {} bytes", name_, splitter.pending());
+    kLog.warn("watch body ended inside a line; dropped the rest",
+              {.values = logValues({{"dropped_bytes", splitter.pending()}})});
   }
   if (lines == 0 && clock_.now() - started < kVeryShortWatch) {
     return {Next::kBackoff, util::makeError(ErrorCode::kBadResponse, "closed at once, without events"), false,
             "watch ended"};
   }
-  spdlog::debug("reflector {}: watch closed by the server after {} lines; resuming", name_, lines);
+  kLog.debug("watch closed by the server; resuming", {.values = logValues({{"lines", lines}})});
   return {Next::kWatch};
 }
 
 Reflector::Outcome Reflector::handleLine(std::string_view line) {
   Json event = Json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
   if (event.is_discarded() || !event.is_object()) {
-    spdlog::warn("reflector {}: skipping a watch line that is not a JSON object: {}", name_, quote(line));
+    kLog.warn("skipping a watch line that is not a JSON object", {.values = logValues({{"line", quote(line)}})});
     return {Next::kWatch};
   }
   const std::string type = stringField(event, "type");
   const auto object = event.find("object");
   if (type.empty() || object == event.end() || !object->is_object()) {
-    spdlog::warn("reflector {}: skipping a watch line without type or object: {}", name_, quote(line));
+    kLog.warn("skipping a watch line without type or object", {.values = logValues({{"line", quote(line)}})});
     return {Next::kWatch};
   }
   if (type == "ERROR") return handleErrorEvent(*object);
@@ -254,7 +262,7 @@ Reflector::Outcome Reflector::handleLine(std::string_view line) {
   } else if (type == "DELETED") {
     event_type = EventType::kDeleted;
   } else {
-    spdlog::warn("reflector {}: skipping a watch event of unknown type {}", name_, quote(type));
+    kLog.warn("skipping a watch event of unknown type", {.values = logValues({{"type", quote(type)}})});
     return {Next::kWatch};
   }
   Event delivered{event_type, std::move(*object)};
@@ -293,8 +301,10 @@ bool Reflector::waitBackoff(const Outcome& outcome, bool then_list, std::stop_to
   // The deadline is fixed before the state says kBackoff, so a test that sees kBackoff can move a fake clock past it.
   const util::MonoTime deadline = clock_.now() + delay;
   state_ = State::kBackoff;
-  spdlog::warn("reflector {}: {}: {}; {} again in {} ms", name_, outcome.what, error.describe(),
-               then_list ? "listing" : "watching", delay.count());
+  // outcome.what is one of a few fixed steps ("list failed", "watch ended", ...): the message stays constant per step.
+  kLog.warn(outcome.what,
+            {.err = error.describe(),
+             .values = logValues({{"retry", then_list ? "list" : "watch"}, {"delay_ms", delay.count()}})});
   return clock_.sleepUntil(deadline, stop);
 }
 

@@ -14,6 +14,7 @@
 #include "kube/client.h"
 #include "util/backoff.h"
 #include "util/clock.h"
+#include "util/log.h"
 
 namespace singleton::watch {
 
@@ -88,6 +89,8 @@ class Reflector {
   // Waits the next backoff delay (at least the error's Retry-After). False when stopped.
   bool waitBackoff(const Outcome& outcome, bool then_list, std::stop_token stop);
   void setResourceVersion(std::string resource_version);
+  // What this reflector watches (resource, namespace, selectors) followed by `extra`, for a log line's values.
+  log::Values logValues(log::Values extra = {}) const;
 
   kube::Client& client_;
   kube::Resource resource_;
@@ -99,7 +102,7 @@ class Reflector {
   std::atomic<bool> synced_{false};
   std::atomic<int> lists_{0};
   std::atomic<int> watches_{0};
-  std::string name_;  // "configmaps in namespace x", for logs
+  log::Values log_values_;  // {"resource": "configmaps"}, {"namespace": "x"}, ... for logs
   mutable std::mutex mutex_;
   std::string resource_version_;
 };

@@ -70,8 +70,10 @@ TEST(ElectSafetyTest, TwoProcessesWithOneIdentityNeverBothLeadAndTheSecondSaysWh
   ASSERT_TRUE(status) << "the second kept running: " << second->stderrText();
   EXPECT_EQ(*status, 3) << second->stderrText();
   const std::string err = second->stderrText();
-  EXPECT_NE(err.find("another process is writing under identity \"same\""), std::string::npos) << err;
-  EXPECT_NE(err.find("default/elect-same-id"), std::string::npos) << err;
+  // The structured log line (text format, the default): the message, then the Lease and the identity as fields.
+  EXPECT_NE(err.find("another process is writing under this identity"), std::string::npos) << err;
+  EXPECT_NE(err.find("object=\"default/elect-same-id\""), std::string::npos) << err;
+  EXPECT_NE(err.find("identity=\"same\""), std::string::npos) << err;
   for (const auto& l : second->lines()) EXPECT_FALSE(isElectEvent(l, "started_leading")) << "the second led: " << l;
   EXPECT_TRUE(first->running());
   for (const auto& l : first->lines()) EXPECT_FALSE(isElectEvent(l, "stopped_leading")) << l;

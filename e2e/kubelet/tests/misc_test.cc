@@ -11,7 +11,7 @@ namespace {
 
 TEST(Options, DefaultsAndValues) {
   auto parsed = parseOptions({"--kubeconfig", "/k", "--nodes=3", "--node-prefix", "n-", "--heartbeat", "500ms",
-                              "--ready-delay=1s", "--workers", "2", "--log-level", "debug"});
+                              "--ready-delay=1s", "--workers", "2", "--log-level", "debug", "--log-format", "json"});
   ASSERT_TRUE(parsed.ok()) << parsed.error().message;
   EXPECT_EQ(parsed->kubeconfig, "/k");
   EXPECT_EQ(parsed->nodes, 3);
@@ -19,11 +19,14 @@ TEST(Options, DefaultsAndValues) {
   EXPECT_EQ(parsed->heartbeat, util::Millis(500));
   EXPECT_EQ(parsed->ready_delay, util::Millis(1000));
   EXPECT_EQ(parsed->workers, 2);
+  EXPECT_EQ(parsed->log_level, spdlog::level::debug);
+  EXPECT_EQ(parsed->log_format, log::Format::kJson);
   auto defaults = parseOptions({});
   ASSERT_TRUE(defaults.ok());
   EXPECT_EQ(defaults->nodes, 1);
   EXPECT_EQ(defaults->node_prefix, "sim-node-");
   EXPECT_EQ(defaults->heartbeat, util::Millis(2000));
+  EXPECT_EQ(defaults->log_format, log::Format::kText);
   EXPECT_TRUE(parseOptions({"--help"})->help);
 }
 
@@ -36,7 +39,8 @@ TEST(Options, BadFlagsAreOneLineErrors) {
                                                                                     {"--heartbeat", "2"},
                                                                                     {"--heartbeat", "10ms"},
                                                                                     {"--node-prefix", "Upper"},
-                                                                                    {"--log-level", "loud"}}) {
+                                                                                    {"--log-level", "loud"},
+                                                                                    {"--log-format", "yaml"}}) {
     auto parsed = parseOptions(args);
     ASSERT_FALSE(parsed.ok()) << args[0];
     EXPECT_EQ(parsed.error().message.find('\n'), std::string::npos);

@@ -84,6 +84,7 @@ TEST(AgentOptionsTest, BadFlagsAreOneLineErrors) {
   EXPECT_NE(errorOf({"--renew-deadline", "0s"}), "");
   EXPECT_NE(errorOf({"--grace-period", "x"}), "");
   EXPECT_NE(errorOf({"--log-level", "loud"}), "");
+  EXPECT_NE(errorOf({"--log-format", "yaml"}).find("--log-format"), std::string::npos);
   EXPECT_NE(errorOf({"--listen", "8080"}), "");
   EXPECT_NE(errorOf({"--listen", "127.0.0.1:99999"}), "");
   EXPECT_NE(errorOf({"--listen", "127.0.0.1:http"}), "");
@@ -103,7 +104,7 @@ TEST(AgentOptionsTest, HelpAndVersion) {
   const std::string usage = agentUsage();
   for (const char* flag :
        {"--kubeconfig", "--workload", "--pod-name", "--pod-namespace", "--pod-uid", "--renew-deadline",
-        "--renew-interval", "--grace-period", "--role-dir", "--listen", "--log-level"}) {
+        "--renew-interval", "--grace-period", "--role-dir", "--listen", "--log-format", "--log-level"}) {
     EXPECT_NE(usage.find(flag), std::string::npos) << flag;
   }
 }

@@ -30,6 +30,12 @@ TEST(ElectOptionsTest, Defaults) {
   EXPECT_EQ(o->renew_deadline, 10s);
   EXPECT_EQ(o->retry_period, 2s);
   EXPECT_TRUE(o->command.empty());
+  EXPECT_EQ(o->log_format, log::Format::kText) << "people read singleton-elect's stderr";
+  EXPECT_EQ(o->log_level, spdlog::level::info);
+  auto json = parseElectOptions({"--lease", "ns/x", "--log-format", "json", "--log-level", "warn"});
+  ASSERT_TRUE(json.ok());
+  EXPECT_EQ(json->log_format, log::Format::kJson);
+  EXPECT_EQ(json->log_level, spdlog::level::warn);
   auto bare = parseElectOptions({"--lease", "x", "--identity", "a"});
   ASSERT_TRUE(bare.ok());
   EXPECT_EQ(bare->lease_namespace, "");
@@ -54,6 +60,7 @@ TEST(ElectOptionsTest, RejectsBadInputWithOneReadableLine) {
       {{"--lease", "ns/x", "--identity", "a", "stray"}, "unexpected argument \"stray\""},
       {{"--lease", "ns/x", "--identity", "a", "--"}, "-- must be followed by a command"},
       {{"--lease", "ns/x", "--identity", "a", "--log-level", "loud"}, "--log-level"},
+      {{"--lease", "ns/x", "--identity", "a", "--log-format", "yaml"}, "--log-format"},
   };
   for (const auto& c : cases) {
     auto o = parseElectOptions(c.args);

@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include "util/flags.h"
+
 namespace singleton::log {
 namespace {
 
@@ -179,6 +181,38 @@ TEST(LoggingParseTest, FormatsAndLevels) {
   EXPECT_EQ(*parseLevel("error"), spdlog::level::err);
   EXPECT_EQ(*parseLevel("off"), spdlog::level::off);
   EXPECT_FALSE(parseLevel("verbose").ok());
+}
+
+TEST(LoggingParseTest, ObjectRefFromAKey) {
+  const ObjectRef namespaced = objectRef("prod/web-0");
+  EXPECT_EQ(namespaced.ns, "prod");
+  EXPECT_EQ(namespaced.name, "web-0");
+  const ObjectRef cluster_scoped = objectRef("sim-node-0");
+  EXPECT_EQ(cluster_scoped.ns, "");
+  EXPECT_EQ(cluster_scoped.name, "sim-node-0");
+}
+
+TEST(LoggingFlagsTest, ParsesBothFlagsAndShowsTheDefaultsInTheHelp) {
+  Format format = Format::kText;
+  spdlog::level::level_enum level = spdlog::level::info;
+  util::FlagSet flags;
+  addFlags(flags, format, level);
+  const std::string help = flags.help();
+  EXPECT_NE(help.find("--log-format FORMAT"), std::string::npos) << help;
+  EXPECT_NE(help.find("(default text)"), std::string::npos) << help;
+  EXPECT_NE(help.find("--log-level LEVEL"), std::string::npos) << help;
+  EXPECT_NE(help.find("(default info)"), std::string::npos) << help;
+
+  ASSERT_TRUE(flags.parse({"--log-format", "json", "--log-level=debug"}).ok());
+  EXPECT_EQ(format, Format::kJson);
+  EXPECT_EQ(level, spdlog::level::debug);
+
+  auto bad_format = flags.parse({"--log-format", "yaml"});
+  ASSERT_FALSE(bad_format.ok());
+  EXPECT_EQ(bad_format.error().message.rfind("--log-format: ", 0), 0u) << bad_format.error().message;
+  auto bad_level = flags.parse({"--log-level", "loud"});
+  ASSERT_FALSE(bad_level.ok());
+  EXPECT_EQ(bad_level.error().message.rfind("--log-level: ", 0), 0u) << bad_level.error().message;
 }
 
 }  // namespace
