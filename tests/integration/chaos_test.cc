@@ -1,6 +1,7 @@
 // A bounded fault campaign on the local control plane (issue 13, part 1: `make chaos`).
 //
-// Actors: 3 operator replicas, each behind its own TcpProxy; the simulated kubelet (3 Nodes); 20 SingletonWorkloads of
+// Actors: 3 operator replicas, op-0 and op-1 each behind its own TcpProxy, op-2 behind an ApiProxy (HTTP-aware: it
+// answers, delays or drops single requests; see kApiReplica); the simulated kubelet (3 Nodes); 20 SingletonWorkloads of
 // 1-3 pods; 3 singleton-elect groups of 3 candidates, each candidate behind its own TcpProxy, whose COMMAND is
 // singleton-fenced-client writing with its fencing token to the group's FencedStore. Timings: lease 4 s, renew
 // deadline 3 s, retry 1 s (operators and candidates).
@@ -8,7 +9,13 @@
 // Faults are drawn at random from a seed (CHAOS_SEED, printed; random when unset), weighted so that the slow ones are
 // rarer, until CHAOS_FAULTS faults (default 60) have been injected or CHAOS_SECONDS (optional) have passed. Several
 // faults are active at once (never more than 2 of the 3 operators, or of a group's 3 candidates, held at once; one
-// control-plane fault at a time). Kinds: see kKinds below.
+// control-plane fault at a time). Kinds: see kKinds below. The "api"/answer/watch/request kinds act on op-2's ApiProxy,
+// one at a time, preferably while op-2 leads (a follower sends little but watches), and are disarmed after 2-10 s: the
+// next 2-6 matching requests (writes for 409; watches too for 429, 5xx, garbage) get a synthesized 409 / 429
+// Retry-After: 1 / 500 or 503 Status, or 1-3 get a garbage or truncated 200 body, without reaching the apiserver; the
+// next request is applied and its answer dropped (connection closed); watch answers arrive 1-3 s late; or every request
+// reaches the apiserver 100 ms-5 s late. Their table column "api hits" counts the requests actually affected while
+// armed (a follower makes few writes, so a 409 may not fire).
 //
 // Invariants, checked by independent observers, never by the operator's own view:
 //   - never two pods of a workload labelled leader, every leader's token above every earlier one of the workload
@@ -117,6 +124,13 @@ enum class Kind {
   kScale,
   kLeaseDelete,
   kNodeHeartbeat,
+  kApiConflict,
+  kApiThrottle,
+  kApi5xx,
+  kApiGarbage,
+  kApiDropAnswer,
+  kApiWatchLag,
+  kApiDelay,
 };
 
 // What a fault's recovery is measured on.
@@ -148,7 +162,18 @@ constexpr std::array kKinds = {
     KindInfo{Kind::kScale, "scale up/down (1-3)", 4, Scope::kWorkload},
     KindInfo{Kind::kLeaseDelete, "workload Lease deleted", 5, Scope::kWorkload},
     KindInfo{Kind::kNodeHeartbeat, "node heartbeat stopped 12-15 s", 1, Scope::kAllWorkloads},
+    // On op-2's ApiProxy, preferably while op-2 leads.
+    KindInfo{Kind::kApiConflict, "api 409 (2-6 writes, 2-5 s)", 8, Scope::kOperators},
+    KindInfo{Kind::kApiThrottle, "api 429 Retry-After 1 (2-6, 2-5 s)", 8, Scope::kOperators},
+    KindInfo{Kind::kApi5xx, "api 500/503 (2-6, 2-5 s)", 8, Scope::kOperators},
+    KindInfo{Kind::kApiGarbage, "api garbage/truncated body (1-3, 2-5 s)", 8, Scope::kOperators},
+    KindInfo{Kind::kApiDropAnswer, "answer dropped after apply (1, 3-6 s)", 8, Scope::kOperators},
+    KindInfo{Kind::kApiWatchLag, "watch lag 1-3 s (5-10 s)", 8, Scope::kOperators},
+    KindInfo{Kind::kApiDelay, "request delay 100 ms-5 s (3-8 s)", 8, Scope::kOperators},
 };
+
+// The operator replica behind an ApiProxy (the others keep their TcpProxy for blackholes and resets).
+constexpr int kApiReplica = 2;
 
 const KindInfo& info(Kind kind) {
   for (const auto& k : kKinds) {
@@ -162,6 +187,11 @@ bool usesApi(Kind kind) {
          kind == Kind::kLeaseDelete || kind == Kind::kNodeHeartbeat;
 }
 bool controlPlane(Kind kind) { return info(kind).scope == Scope::kControlPlane; }
+bool apiAnswer(Kind kind) {
+  return kind == Kind::kApiConflict || kind == Kind::kApiThrottle || kind == Kind::kApi5xx ||
+         kind == Kind::kApiGarbage || kind == Kind::kApiDropAnswer || kind == Kind::kApiWatchLag ||
+         kind == Kind::kApiDelay;
+}
 
 struct KindStats {
   int injected = 0;
@@ -169,6 +199,7 @@ struct KindStats {
   int unrecovered = 0;
   long long worst_ms = 0;
   long long total_ms = 0;
+  std::uint64_t hit = 0;  // api kinds: requests the proxy answered, delayed or dropped while armed
 };
 
 // --- the campaign ---------------------------------------------------------------------------------------------------
@@ -231,8 +262,9 @@ class Campaign {
     }
     for (int i = 0; i < h_.operatorCount(); ++i) {
       h_.signalOperator(i, SIGCONT);
-      h_.operatorProxy(i).heal();
+      if (i != kApiReplica) h_.operatorProxy(i).heal();
     }
+    clearApiFaults();
     stopCandidates();
     monitor_stop_ = true;
     if (monitor_.joinable()) monitor_.join();
@@ -542,7 +574,7 @@ class Campaign {
     for (int i = 0; i < h_.operatorCount(); ++i) {
       if (OperatorHarness::identity(i) != holder) continue;
       const auto u = static_cast<std::size_t>(i);
-      return h_.operatorRunning(i) && !op_stopped_[u] && !op_blackholed_[u];
+      return h_.operatorRunning(i) && !op_stopped_[u] && !op_blackholed_[u] && !(i == kApiReplica && api_faulted_);
     }
     return false;
   }
@@ -648,6 +680,7 @@ class Campaign {
   std::chrono::milliseconds hold(int lo_ms, int hi_ms) {
     return std::chrono::milliseconds(std::uniform_int_distribution<int>(lo_ms, hi_ms)(rng_));
   }
+  int between(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
 
   bool activeOf(const std::function<bool(const Active&)>& match) const {
     return std::any_of(active_.begin(), active_.end(), match);
@@ -704,8 +737,8 @@ class Campaign {
         for (int i = 0; i < h_.operatorCount(); ++i) {
           if (op_busy_[static_cast<std::size_t>(i)]) {
             ++held;
-          } else {
-            free.push_back(i);
+          } else if (i != kApiReplica || kind == Kind::kOpKill || kind == Kind::kOpStop) {
+            free.push_back(i);  // op-2 has no TcpProxy to blackhole or reset
           }
         }
         if (free.empty() || ((kind == Kind::kOpStop || kind == Kind::kOpBlackhole) && held >= 2)) return false;
@@ -807,6 +840,14 @@ class Campaign {
                   [this, component] { h_.cluster().signalComponent(component, SIGCONT); });
         return true;
       }
+      case Kind::kApiConflict:
+      case Kind::kApiThrottle:
+      case Kind::kApi5xx:
+      case Kind::kApiGarbage:
+      case Kind::kApiDropAnswer:
+      case Kind::kApiWatchLag:
+      case Kind::kApiDelay:
+        return injectApiFault(kind);
       case Kind::kNodeHeartbeat: {
         if (activeOf([](const Active& a) { return a.kind == Kind::kNodeHeartbeat; })) return false;
         const auto nodes = h_.nodeNames();
@@ -889,6 +930,83 @@ class Campaign {
     }
   }
 
+  // One fault on op-2's ApiProxy (one at a time, and not while op-2 is held otherwise), cleared after a few seconds.
+  bool injectApiFault(Kind kind) {
+    constexpr auto u = static_cast<std::size_t>(kApiReplica);
+    if (op_busy_[u]) return false;
+    int held = 0;
+    for (bool b : op_busy_) held += b;
+    if (held >= 2) return false;
+    // A follower sends little but watches (its caches are warm, only the leader reconciles): while op-2 follows, half
+    // the draws are refused (another kind is drawn), so more of these faults meet a leader's requests.
+    bool leads = false;
+    {
+      std::lock_guard lock(monitor_mutex_);
+      leads = op_holder_ == OperatorHarness::identity(kApiReplica);
+    }
+    if (!leads && std::bernoulli_distribution(0.5)(rng_)) return false;
+    ApiProxy& proxy = h_.operatorApiProxy(kApiReplica);
+    const ApiProxy::Match all = [](const ApiProxy::Request&) { return true; };
+    const ApiProxy::Match any = [](const ApiProxy::Request& r) { return !r.watch(); };
+    const ApiProxy::Match writes = [](const ApiProxy::Request& r) { return r.method != "GET" && !r.watch(); };
+    const ApiProxy::Match watches = [](const ApiProxy::Request& r) { return r.watch(); };
+    std::chrono::milliseconds how_long = hold(2000, 5000);
+    switch (kind) {
+      case Kind::kApiConflict:
+        proxy.injectAnswers(writes, between(2, 6), ApiProxy::Answer::kConflict);
+        break;
+      case Kind::kApiThrottle:
+        proxy.injectAnswers(all, between(2, 6), ApiProxy::Answer::kTooManyRequests);
+        break;
+      case Kind::kApi5xx:
+        proxy.injectAnswers(
+            all, between(2, 6),
+            std::bernoulli_distribution(0.5)(rng_) ? ApiProxy::Answer::kInternalError : ApiProxy::Answer::kUnavailable);
+        break;
+      case Kind::kApiGarbage:
+        proxy.injectAnswers(
+            all, between(1, 3),
+            std::bernoulli_distribution(0.5)(rng_) ? ApiProxy::Answer::kGarbage : ApiProxy::Answer::kTruncated);
+        break;
+      case Kind::kApiDropAnswer:
+        proxy.dropNextAnswer(any);
+        how_long = hold(3000, 6000);
+        break;
+      case Kind::kApiWatchLag:
+        proxy.setWatchDelay(watches, hold(1000, 3000));
+        how_long = hold(5000, 10000);
+        break;
+      case Kind::kApiDelay:
+        proxy.setDelay(any, hold(100, 5000));
+        how_long = hold(3000, 8000);
+        break;
+      default:
+        return false;
+    }
+    op_busy_[u] = api_faulted_ = true;
+    const std::uint64_t before = apiHits();
+    addActive(kind, kApiReplica, how_long, [this, kind, before] {
+      clearApiFaults();
+      stats_[kind].hit += apiHits() - before;
+      op_busy_[static_cast<std::size_t>(kApiReplica)] = api_faulted_ = false;
+    });
+    return true;
+  }
+
+  // Everything op-2's proxy answered itself, delayed or dropped so far (watch lag excepted).
+  std::uint64_t apiHits() {
+    ApiProxy& proxy = h_.operatorApiProxy(kApiReplica);
+    return proxy.injectedAnswers() + proxy.delayedRequests() + proxy.drops().size();
+  }
+
+  void clearApiFaults() {
+    ApiProxy& proxy = h_.operatorApiProxy(kApiReplica);
+    proxy.injectAnswers(nullptr, 0, ApiProxy::Answer::kConflict);
+    proxy.disarmDrop();
+    proxy.setWatchDelay(nullptr, 0ms);
+    proxy.setDelay(nullptr, 0ms);
+  }
+
   bool annotatePod(const std::string& pod, const Json& value) {
     return h_.client()
         .mergePatch(kube::kPods, ns_, pod, {{"metadata", {{"annotations", {{"sim.singleton.dev/ready", value}}}}}})
@@ -910,6 +1028,7 @@ class Campaign {
   std::vector<Group> groups_;
   std::vector<std::unique_ptr<Candidate>> candidates_;
   std::array<bool, 3> op_busy_{}, op_stopped_{}, op_blackholed_{};
+  bool api_faulted_ = false;  // op-2's ApiProxy has a fault armed
   std::vector<Active> active_;
   std::vector<Pending> pending_;
 
@@ -939,6 +1058,7 @@ class ChaosTest : public OperatorTest {
   static void SetUpTestSuite() {
     OperatorHarness::Options options;
     options.proxy_operators = true;
+    options.api_proxy_replica = kApiReplica;
     startHarness(std::move(options));
   }
 };
@@ -976,19 +1096,20 @@ TEST_F(ChaosTest, Campaign) {
   // ---------------------------------------------------------------------------------------------------------
   std::printf("\n[chaos] seed %llu: %d faults in %.1f s\n", static_cast<unsigned long long>(seed), campaign.injected(),
               static_cast<double>(ms(campaign.duration())) / 1000.0);
-  std::printf("%-40s %8s %10s %12s %12s %12s\n", "fault kind", "injected", "recovered", "unrecovered", "mean ms",
-              "worst ms");
+  std::printf("%-40s %8s %10s %12s %12s %12s %8s\n", "fault kind", "injected", "recovered", "unrecovered", "mean ms",
+              "worst ms", "api hits");
   int total_unrecovered = 0;
   for (const auto& k : kKinds) {
     const auto it = campaign.stats().find(k.kind);
     const KindStats s = it == campaign.stats().end() ? KindStats{} : it->second;
     total_unrecovered += s.unrecovered;
-    std::printf("%-40s %8d %10d %12d %12lld %12lld\n", k.name, s.injected, s.recovered, s.unrecovered,
-                s.recovered > 0 ? s.total_ms / s.recovered : 0LL, s.worst_ms);
+    std::printf("%-40s %8d %10d %12d %12lld %12lld %8s\n", k.name, s.injected, s.recovered, s.unrecovered,
+                s.recovered > 0 ? s.total_ms / s.recovered : 0LL, s.worst_ms,
+                apiAnswer(k.kind) && k.kind != Kind::kApiWatchLag ? std::to_string(s.hit).c_str() : "-");
   }
   std::printf(
       "(recovery: from the fault clearing to its scope healthy again, bound %lld s; %zu still pending at the "
-      "end)\n",
+      "end;\n api hits: requests op-2's ApiProxy answered itself, delayed or whose answer it dropped while armed)\n",
       static_cast<long long>(kRecoveryBound.count()), campaign.unrecoveredPending());
 
   std::size_t two_leaders = 0, token_order = 0, other = 0;

@@ -112,6 +112,39 @@ long long parseRequest(const std::string& buffer, ApiProxy::Request& out) {
   return static_cast<long long>(total);
 }
 
+// The proxy's own answer to a request it does not forward.
+std::string synthesized(ApiProxy::Answer answer) {
+  auto status = [](int code, const char* text, const char* reason, const std::string& extra_headers,
+                   const std::string& details) {
+    const std::string body = std::string("{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},") +
+                             "\"status\":\"Failure\",\"message\":\"" + reason +
+                             " (injected by the test's api proxy)\",\"reason\":\"" + reason + "\"," + details +
+                             "\"code\":" + std::to_string(code) + "}";
+    return "HTTP/1.1 " + std::to_string(code) + " " + text +
+           "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
+           extra_headers + "\r\n" + body;
+  };
+  switch (answer) {
+    case ApiProxy::Answer::kConflict:
+      return status(409, "Conflict", "Conflict", "", "");
+    case ApiProxy::Answer::kTooManyRequests:
+      return status(429, "Too Many Requests", "TooManyRequests", "Retry-After: 1\r\n",
+                    R"("details":{"retryAfterSeconds":1},)");
+    case ApiProxy::Answer::kInternalError:
+      return status(500, "Internal Server Error", "InternalError", "", "");
+    case ApiProxy::Answer::kUnavailable:
+      return status(503, "Service Unavailable", "ServiceUnavailable", "", "");
+    case ApiProxy::Answer::kTruncated:
+      return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n"
+             R"({"kind":"Lease","apiVersion":"coordination.k8s.io/v1","metadata":{"name":"tr)";
+    case ApiProxy::Answer::kGarbage:
+      break;
+  }
+  const std::string body = "<html><body>502 from somewhere in between</body></html>\n";
+  return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\n\r\n" + body;
+}
+
 }  // namespace
 
 bool ApiProxy::Request::watch() const {
@@ -199,6 +232,29 @@ void ApiProxy::setWatchDelay(Match match, std::chrono::milliseconds delay) {
   delay_ = delay;
 }
 
+void ApiProxy::injectAnswers(Match match, int count, Answer answer) {
+  std::lock_guard lock(mutex_);
+  inject_match_ = count > 0 ? std::move(match) : nullptr;
+  inject_left_ = std::max(count, 0);
+  inject_answer_ = answer;
+}
+
+std::uint64_t ApiProxy::injectedAnswers() const {
+  std::lock_guard lock(mutex_);
+  return injected_;
+}
+
+void ApiProxy::setDelay(Match match, std::chrono::milliseconds delay) {
+  std::lock_guard lock(mutex_);
+  request_delay_match_ = delay.count() > 0 ? std::move(match) : nullptr;
+  request_delay_ = delay;
+}
+
+std::uint64_t ApiProxy::delayedRequests() const {
+  std::lock_guard lock(mutex_);
+  return delayed_;
+}
+
 std::optional<ApiProxy::TimePoint> ApiProxy::lastWatchDelivery(const Match& match) const {
   std::lock_guard lock(mutex_);
   std::optional<TimePoint> last;
@@ -261,7 +317,8 @@ void ApiProxy::serve(Connection& connection) {
   std::uint64_t hold_generation = 0;  // with hold: close once releaseHeld() has been called after the drop
   bool holding = false;
   std::string pending_request;
-  std::deque<std::pair<TimePoint, std::string>> delayed;  // answer bytes due at
+  std::deque<std::pair<TimePoint, std::string>> delayed;   // answer bytes due at
+  std::deque<std::pair<TimePoint, std::string>> outgoing;  // requests held by setDelay, due at
   bool server_eof = false;
   char buffer[16384];
 
@@ -281,11 +338,18 @@ void ApiProxy::serve(Connection& connection) {
       if (delivery) delivery->last = Clock::now();
     }
     if (client_gone || (server_eof && delayed.empty())) break;
+    bool server_gone = false;
+    while (!outgoing.empty() && outgoing.front().first <= now) {
+      if (!sslWriteAll(ssl, server, outgoing.front().second)) server_gone = true;
+      outgoing.pop_front();
+    }
+    if (server_gone) break;
 
     int timeout = kPollMillis;
-    if (!delayed.empty()) {
-      const auto wait = std::chrono::ceil<std::chrono::milliseconds>(delayed.front().first - now).count();
-      timeout = static_cast<int>(std::clamp<long long>(wait, 0, kPollMillis));
+    for (const auto* queue : {&delayed, &outgoing}) {
+      if (queue->empty()) continue;
+      const auto wait = std::chrono::ceil<std::chrono::milliseconds>(queue->front().first - now).count();
+      timeout = std::min(timeout, static_cast<int>(std::clamp<long long>(wait, 0, kPollMillis)));
     }
     const bool buffered = !server_eof && SSL_pending(ssl) > 0;
     pollfd fds[2] = {{client, POLLIN, 0}, {server, static_cast<short>(server_eof ? 0 : POLLIN), 0}};
@@ -305,10 +369,18 @@ void ApiProxy::serve(Connection& connection) {
           break;
         }
         request = std::move(next);
+        const std::string raw = pending_request.substr(0, static_cast<std::size_t>(size));
+        pending_request.erase(0, static_cast<std::size_t>(size));
         mode = request.watch() ? Mode::kWatch : Mode::kForward;
+        std::optional<Answer> answer;
+        std::chrono::milliseconds late{0};
         {
           std::lock_guard lock(mutex_);
-          if (drop_match_ && drop_match_(request)) {
+          if (outgoing.empty() && inject_left_ > 0 && inject_match_ && inject_match_(request)) {
+            answer = inject_answer_;
+            ++injected_;
+            if (--inject_left_ == 0) inject_match_ = nullptr;
+          } else if (drop_match_ && drop_match_(request)) {
             mode = Mode::kDrop;
             drop_match_ = nullptr;
             if (drop_hold_) {
@@ -316,10 +388,26 @@ void ApiProxy::serve(Connection& connection) {
               hold_generation = release_generation_;
             }
           }
-          if (mode == Mode::kWatch) delivery = &watches_.emplace_back(WatchDelivery{request, std::nullopt});
+          if (!answer && mode == Mode::kWatch) {
+            delivery = &watches_.emplace_back(WatchDelivery{request, std::nullopt});
+          }
+          if (!answer && request_delay_match_ && request_delay_match_(request)) {
+            late = request_delay_;
+            ++delayed_;
+          }
         }
-        broken = !sslWriteAll(ssl, server, pending_request.substr(0, static_cast<std::size_t>(size)));
-        pending_request.erase(0, static_cast<std::size_t>(size));
+        if (answer) {
+          // Never forwarded; a truncated answer ends the connection (the client waits for the rest in vain).
+          const std::string text = synthesized(*answer);
+          broken = !sendAll(client, text.data(), text.size()) || *answer == Answer::kTruncated;
+          mode = Mode::kForward;
+        } else if (late.count() > 0 || !outgoing.empty()) {
+          TimePoint due = Clock::now() + late;
+          if (!outgoing.empty()) due = std::max(due, outgoing.back().first);  // order preserved
+          outgoing.emplace_back(due, raw);
+        } else {
+          broken = !sslWriteAll(ssl, server, raw);
+        }
       }
       if (broken) break;
     }

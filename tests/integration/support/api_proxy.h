@@ -16,6 +16,15 @@
 //   setWatchDelay(match, D) every answer byte of a watch request (a query with watch=1/true) that `match`es is
 //                           delivered D after it arrived, in order. Evaluated per byte arrival, so it applies to
 //                           watches opened before it was set; D = 0 ends it (bytes already queued still wait).
+//   injectAnswers(match, n, kind)
+//                           the next n requests that `match` are NOT forwarded: the proxy answers them itself with
+//                           kind's answer (Answer below: 409 Conflict, 429 with Retry-After: 1, 500, 503, each with a
+//                           Kubernetes Status body; a 200 whose body is cut short (Content-Length above what is sent,
+//                           then the connection closes); a 200 with a body that is not JSON). Arming again replaces
+//                           what is left; n = 0 disarms. injectedAnswers() counts the answers given so far.
+//   setDelay(match, D)      each request that `match`es reaches the apiserver D after it arrived (its answer follows
+//                           as usual); requests behind it on the connection wait too. D = 0 ends it (a request
+//                           already held keeps its due time). delayedRequests() counts them.
 //
 //   ApiProxy proxy(cluster.apiserverPort());
 //   proxy.writeKubeconfig(cluster.adminToken(), dir / "kubeconfig-api-proxied");   // give this to the process
@@ -29,6 +38,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <list>
@@ -76,6 +86,12 @@ class ApiProxy {
   void setWatchDelay(Match match, std::chrono::milliseconds delay);
   std::optional<TimePoint> lastWatchDelivery(const Match& match) const;
 
+  enum class Answer { kConflict, kTooManyRequests, kInternalError, kUnavailable, kTruncated, kGarbage };
+  void injectAnswers(Match match, int count, Answer answer);
+  std::uint64_t injectedAnswers() const;
+  void setDelay(Match match, std::chrono::milliseconds delay);
+  std::uint64_t delayedRequests() const;
+
  private:
   struct Connection;
   void acceptLoop();
@@ -93,6 +109,13 @@ class ApiProxy {
   std::vector<Drop> drops_;
   Match delay_match_;
   std::chrono::milliseconds delay_{0};
+  Match inject_match_;
+  int inject_left_ = 0;
+  Answer inject_answer_ = Answer::kConflict;
+  std::uint64_t injected_ = 0;
+  Match request_delay_match_;
+  std::chrono::milliseconds request_delay_{0};
+  std::uint64_t delayed_ = 0;
   struct WatchDelivery {
     Request request;
     std::optional<TimePoint> last;

@@ -204,7 +204,8 @@ void OperatorHarness::startOperator(int index) {
   const std::string log = operatorLogPath(index).string();
   { std::ofstream(log, std::ios::app) << "==== starting " << identity(index) << "\n"; }
   std::string kubeconfig = cluster_.kubeconfigPath().string();
-  if (options_.proxy_operators) {
+  const bool api_proxied = options_.api_proxy_operators || index == options_.api_proxy_replica;
+  if (options_.proxy_operators && !api_proxied) {
     // The proxy outlives restarts of its replica, so a test can keep one fault in place across them.
     if (!r.proxy) {
       r.proxy = std::make_unique<TcpProxy>(cluster_.apiserverPort());
@@ -212,7 +213,7 @@ void OperatorHarness::startOperator(int index) {
       r.proxy->writeKubeconfig(cluster_.kubeconfigPath(), r.proxied_kubeconfig);
     }
     kubeconfig = r.proxied_kubeconfig.string();
-  } else if (options_.api_proxy_operators) {
+  } else if (api_proxied) {
     // Plain HTTP to the proxy, with the credentials of the cluster's kubeconfig (its admin token).
     if (!r.api_proxy) {
       r.api_proxy = std::make_unique<ApiProxy>(cluster_.apiserverPort());

@@ -73,6 +73,8 @@ class OperatorHarness {
     // Each replica talks plain HTTP to an ApiProxy of its own (operatorApiProxy(i)), for faults on single requests.
     // Not together with proxy_operators.
     bool api_proxy_operators = false;
+    // With proxy_operators: this one replica has an ApiProxy instead of its TcpProxy (-1: none).
+    int api_proxy_replica = -1;
   };
 
   OperatorHarness(LocalCluster& cluster, Options options);
