@@ -55,7 +55,7 @@ void ReconcileLoop::process(const std::string& key, Reconciler& reconciler) {
       break;
     case ReconcileResult::Action::kRetry:
       outcome = "error";
-      queue_.addRateLimited(key);
+      queue_.addRateLimited(key, result.after);  // `after`: the server's Retry-After, if it gave one
       break;
   }
   metrics_.counter(options_.reconciles_metric, options_.reconciles_help, {{"result", outcome}}).inc();

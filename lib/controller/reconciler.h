@@ -13,7 +13,7 @@ struct ReconcileResult {
     kForget,        // done: reset the key's backoff
     kRequeue,       // at once (a compare-and-swap lost; re-read and decide again)
     kRequeueAfter,  // after `after` (nothing failed, but look again later)
-    kRetry,         // an error: rate-limited retry
+    kRetry,         // an error: rate-limited retry, not before `after` (a 429's Retry-After)
   };
   Action action = Action::kForget;
   util::Millis after{0};

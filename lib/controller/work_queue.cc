@@ -57,7 +57,7 @@ void WorkQueue::addAfter(const std::string& key, util::Millis delay) {
   cv_.notify_all();
 }
 
-void WorkQueue::addRateLimited(const std::string& key) {
+void WorkQueue::addRateLimited(const std::string& key, util::Millis at_least) {
   util::Millis delay;
   {
     std::lock_guard lock(mutex_);
@@ -67,7 +67,7 @@ void WorkQueue::addRateLimited(const std::string& key) {
     delay = options_.base_delay.count() >= options_.max_delay.count() / factor ? options_.max_delay
                                                                                : options_.base_delay * factor;
   }
-  addAfter(key, delay);
+  addAfter(key, std::max(delay, at_least));
 }
 
 void WorkQueue::forget(const std::string& key) {

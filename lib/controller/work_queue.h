@@ -40,8 +40,9 @@ class WorkQueue {
   void add(const std::string& key);
   // Adds `key` once `delay` has passed on the clock. A key already waiting keeps the earlier of the two times.
   void addAfter(const std::string& key, util::Millis delay);
-  // Adds `key` after its next backoff delay: base_delay * 2^(failures so far), capped at max_delay.
-  void addRateLimited(const std::string& key);
+  // Adds `key` after its next backoff delay: base_delay * 2^(failures so far), capped at max_delay, and not before
+  // `at_least` (a server's Retry-After).
+  void addRateLimited(const std::string& key, util::Millis at_least = util::Millis::zero());
   // Resets the key's backoff (it succeeded).
   void forget(const std::string& key);
   int numRequeues(const std::string& key) const;

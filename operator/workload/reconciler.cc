@@ -92,7 +92,9 @@ controller::ReconcileResult Reconciler::reconcile(const std::string& key, const 
         return {controller::ReconcileResult::Action::kRequeueAfter, kNotLeadingRecheck, error.describe()};
       default:
         kLog.warn("reconcile failed", fields);
-        return {controller::ReconcileResult::Action::kRetry, {}, error.describe()};
+        // A 429 (or 503) with Retry-After: the apiserver said when; the backoff alone would retry within ms.
+        return {controller::ReconcileResult::Action::kRetry, error.retry_after.value_or(util::Millis::zero()),
+                error.describe()};
     }
   }
   if (ctx.deferred_error) {

@@ -81,6 +81,17 @@ TEST_F(ReconcileLoopTest, ErrorsAndExceptionsRetryWithBackoff) {
   EXPECT_EQ(count("error"), 2);
 }
 
+TEST_F(ReconcileLoopTest, AnErrorWithRetryAfterWaitsThatLongAndStillCountsAsAFailure) {
+  reconciler_.result = resultOf(Action::kRetry, 1'000ms);  // e.g. a 429 with Retry-After: 1
+  once("ns/a");
+  EXPECT_EQ(queue_.numRequeues("ns/a"), 1);
+  clock_.advance(999ms);
+  EXPECT_EQ(queue_.len(), 0u) << "not before the server's Retry-After (the backoff alone says 5 ms)";
+  clock_.advance(1ms);
+  EXPECT_EQ(queue_.len(), 1u);
+  EXPECT_EQ(count("error"), 1);
+}
+
 TEST_F(ReconcileLoopTest, RequeueComesBackAtOnceAndRequeueAfterLater) {
   reconciler_.result = resultOf(Action::kRequeue);
   once("ns/a");
