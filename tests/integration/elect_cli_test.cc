@@ -26,17 +26,22 @@ struct Group {
   std::vector<std::unique_ptr<Process>> members;
   std::vector<std::string> ids;
 
-  // Index of the member that printed started_leading since `from` lines, waiting up to `timeout`.
+  // The member that printed started_leading first (by arrival) since `from` lines, waiting up to `timeout`. The
+  // earliest, not the lowest index: on a loaded machine a first taker may lose its term at once to a second one, and
+  // the takeover under test is the first.
   std::optional<std::pair<int, Process::Line>> waitForLeader(std::chrono::milliseconds timeout,
                                                              const std::vector<std::size_t>& from, int except = -1) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
+      std::optional<std::pair<int, Process::Line>> earliest;
       for (std::size_t i = 0; i < members.size(); ++i) {
         if (static_cast<int>(i) == except) continue;
         auto line = members[i]->waitForLine([](const std::string& l) { return isElectEvent(l, "started_leading"); },
                                             0ms, from.empty() ? 0 : from[i]);
-        if (line) return std::make_pair(static_cast<int>(i), *line);
+        if (line && (!earliest || line->at < earliest->second.at))
+          earliest = std::make_pair(static_cast<int>(i), *line);
       }
+      if (earliest) return earliest;
       std::this_thread::sleep_for(1ms);
     }
     return std::nullopt;
