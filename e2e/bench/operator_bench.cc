@@ -41,6 +41,7 @@
 
 #include "kube/client.h"
 #include "kube/config.h"
+#include "support/activity_log.h"
 #include "support/leader_auditor.h"
 #include "watch/reflector.h"
 
@@ -51,6 +52,9 @@ using namespace singleton;
 using Json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using testing::LeaderAuditor;
+using testing::readWindows;
+using testing::steadyMicros;
+using testing::Window;
 
 const kube::Resource kWorkloads{"singleton.dev", "v1alpha1", "singletonworkloads", true};
 
@@ -218,46 +222,6 @@ class StampWatch final : public watch::Handler {
   std::unique_ptr<watch::Reflector> reflector_;
   std::jthread thread_;
 };
-
-long long steadyMicros(Clock::time_point at) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(at.time_since_epoch()).count();
-}
-
-// One active window of an agent's COMMAND (singleton-activity's log, µs on CLOCK_MONOTONIC = steady_clock).
-struct Window {
-  std::string pod;
-  long long start = 0;
-  long long last = 0;  // the last beat or the stop
-  long long token = -1;
-};
-
-std::vector<Window> readWindows(const std::string& dir, const std::string& only_pod = "") {
-  std::vector<Window> windows;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    if (entry.path().extension() != ".log") continue;
-    const std::string pod = entry.path().stem().string();
-    if (!only_pod.empty() && pod != only_pod) continue;
-    std::ifstream in(entry.path());
-    std::string line;
-    std::vector<Window> own;
-    while (std::getline(in, line)) {
-      std::istringstream fields(line);
-      std::string kind;
-      long long at = 0;
-      if (!(fields >> kind >> at)) continue;  // a line being written
-      if (kind == "start") {
-        own.push_back({pod, at, at, -1});
-        fields >> own.back().token;
-      } else if (!own.empty() && (kind == "beat" || kind == "stop")) {
-        own.back().last = std::max(own.back().last, at);
-      }
-    }
-    windows.insert(windows.end(), own.begin(), own.end());
-  }
-  std::sort(windows.begin(), windows.end(), [](const Window& x, const Window& y) { return x.start < y.start; });
-  return windows;
-}
 
 // The workload a pod belongs to: the operator names pods <workload>-<ordinal>.
 std::string workloadOfPod(const std::string& pod) { return pod.substr(0, pod.rfind('-')); }

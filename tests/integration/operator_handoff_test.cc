@@ -30,6 +30,7 @@
 #include <thread>
 
 #include "election/handoff.h"
+#include "support/activity_log.h"
 #include "support/operator_harness.h"
 #include "support/tcp_proxy.h"
 
@@ -59,46 +60,6 @@ while True:
 
 std::string agentBinary() { return std::string(SINGLETON_BINARY_DIR) + "/cli/singleton-agent"; }
 std::string python() { return fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "/usr/local/bin/python3"; }
-
-// One active window of a COMMAND (µs on CLOCK_MONOTONIC).
-struct Window {
-  std::string pod;
-  long long start = 0;
-  long long last = 0;  // the last heartbeat or stop
-  bool stopped = false;
-  long long token = -1;
-};
-
-std::vector<Window> readWindows(const fs::path& dir) {
-  std::vector<Window> windows;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.path().extension() != ".log") continue;
-    std::ifstream in(entry.path());
-    std::string line;
-    const std::string pod = entry.path().stem().string();
-    std::vector<Window> own;
-    while (std::getline(in, line)) {
-      std::istringstream s(line);
-      std::string kind;
-      long long t = 0;
-      s >> kind >> t;
-      if (kind == "start") {
-        own.push_back({pod, t, t, false, -1});
-        s >> own.back().token;
-      } else if (!own.empty() && (kind == "beat" || kind == "stop")) {
-        own.back().last = std::max(own.back().last, t);
-        if (kind == "stop") own.back().stopped = true;
-      }
-    }
-    windows.insert(windows.end(), own.begin(), own.end());
-  }
-  std::sort(windows.begin(), windows.end(), [](const Window& a, const Window& b) { return a.start < b.start; });
-  return windows;
-}
-
-long long steadyMicros(std::chrono::steady_clock::time_point at) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(at.time_since_epoch()).count();
-}
 
 // The live processes (not zombies) whose environment has POD_UID=<uid>: a process pod's agent and its COMMAND.
 std::vector<pid_t> processesOfPod(const std::string& uid) {
