@@ -7,18 +7,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-const Json* find(const Json& object, std::string_view key) {
-  if (!object.is_object()) return nullptr;
-  const auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
-const Json* metadataOf(const Json& object) {
-  const Json* metadata = find(object, "metadata");
-  return metadata && metadata->is_object() ? metadata : nullptr;
-}
-
 std::string escapePointer(const std::string& key) {
   std::string out;
   for (const char c : key) {
@@ -35,23 +23,35 @@ std::string escapePointer(const std::string& key) {
 
 }  // namespace
 
+const Json* fieldOf(const Json& object, std::string_view key) {
+  if (!object.is_object()) return nullptr;
+  const auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+const Json* metadataOf(const Json& object) {
+  const Json* metadata = fieldOf(object, "metadata");
+  return metadata && metadata->is_object() ? metadata : nullptr;
+}
+
 std::string metaString(const Json& object, std::string_view field) {
   const Json* metadata = metadataOf(object);
-  const Json* value = metadata ? find(*metadata, field) : nullptr;
+  const Json* value = metadata ? fieldOf(*metadata, field) : nullptr;
   return value && value->is_string() ? value->get<std::string>() : std::string();
 }
 
 std::string labelOf(const Json& object, const std::string& key) {
   const Json* metadata = metadataOf(object);
-  const Json* labels = metadata ? find(*metadata, "labels") : nullptr;
-  const Json* value = labels ? find(*labels, key) : nullptr;
+  const Json* labels = metadata ? fieldOf(*metadata, "labels") : nullptr;
+  const Json* value = labels ? fieldOf(*labels, key) : nullptr;
   return value && value->is_string() ? value->get<std::string>() : std::string();
 }
 
 std::optional<std::string> annotationOf(const Json& object, const std::string& key) {
   const Json* metadata = metadataOf(object);
-  const Json* annotations = metadata ? find(*metadata, "annotations") : nullptr;
-  const Json* value = annotations ? find(*annotations, key) : nullptr;
+  const Json* annotations = metadata ? fieldOf(*metadata, "annotations") : nullptr;
+  const Json* value = annotations ? fieldOf(*annotations, key) : nullptr;
   if (!value || !value->is_string()) return std::nullopt;
   return value->get<std::string>();
 }
@@ -67,11 +67,11 @@ std::optional<long long> integerAnnotationOf(const Json& object, const std::stri
 
 bool isControlledBy(const Json& object, const std::string& owner_uid) {
   const Json* metadata = metadataOf(object);
-  const Json* refs = metadata ? find(*metadata, "ownerReferences") : nullptr;
+  const Json* refs = metadata ? fieldOf(*metadata, "ownerReferences") : nullptr;
   if (!refs || !refs->is_array() || owner_uid.empty()) return false;
   for (const Json& ref : *refs) {
-    const Json* controller = find(ref, "controller");
-    const Json* uid = find(ref, "uid");
+    const Json* controller = fieldOf(ref, "controller");
+    const Json* uid = fieldOf(ref, "uid");
     if (controller && controller->is_boolean() && controller->get<bool>() && uid && uid->is_string() &&
         uid->get<std::string>() == owner_uid) {
       return true;
@@ -88,11 +88,11 @@ Json ObjectReference::toJson() const {
 }
 
 const Json* conditionOf(const Json& object, std::string_view type) {
-  const Json* status = find(object, "status");
-  const Json* conditions = status ? find(*status, "conditions") : nullptr;
+  const Json* status = fieldOf(object, "status");
+  const Json* conditions = status ? fieldOf(*status, "conditions") : nullptr;
   if (!conditions || !conditions->is_array()) return nullptr;
   for (const Json& condition : *conditions) {
-    const Json* condition_type = find(condition, "type");
+    const Json* condition_type = fieldOf(condition, "type");
     if (condition_type && condition_type->is_string() && condition_type->get_ref<const std::string&>() == type) {
       return &condition;
     }

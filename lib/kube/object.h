@@ -12,6 +12,11 @@
 
 namespace singleton::kube {
 
+// object[key] when `object` is an object holding a non-null `key`, else nullptr.
+const nlohmann::json* fieldOf(const nlohmann::json& object, std::string_view key);
+// object.metadata when it is an object, else nullptr.
+const nlohmann::json* metadataOf(const nlohmann::json& object);
+
 // metadata.<field> as a string ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp", ...), "" when
 // absent or not a string.
 std::string metaString(const nlohmann::json& object, std::string_view field);

@@ -9,20 +9,11 @@
 namespace singleton::op {
 namespace {
 
-const Json* find(const Json& object, std::string_view key) {
-  if (!object.is_object()) return nullptr;
-  const auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
-const Json* metadataOf(const Json& object) {
-  const Json* metadata = find(object, "metadata");
-  return metadata && metadata->is_object() ? metadata : nullptr;
-}
+using kube::fieldOf;
+using kube::metadataOf;
 
 std::optional<std::int64_t> intField(const Json& object, std::string_view key) {
-  const Json* value = find(object, key);
+  const Json* value = fieldOf(object, key);
   if (!value || !value->is_number_integer()) return std::nullopt;
   return value->get<std::int64_t>();
 }
@@ -68,11 +59,11 @@ util::Result<Workload> Workload::fromJson(const Json& object) {
   w.uid = metaString(object, "uid");
   if (w.name.empty()) return util::makeError(util::ErrorCode::kInvalidArgument, "SingletonWorkload without a name");
   w.generation = intField(*metadata, "generation").value_or(0);
-  w.deleting = find(*metadata, "deletionTimestamp") != nullptr;
+  w.deleting = fieldOf(*metadata, "deletionTimestamp") != nullptr;
   w.switchover_to = annotationOf(object, kAnnotationSwitchoverTo).value_or("");
 
-  const Json* spec = find(object, "spec");
-  const Json* pod_template = spec ? find(*spec, "template") : nullptr;
+  const Json* spec = fieldOf(object, "spec");
+  const Json* pod_template = spec ? fieldOf(*spec, "template") : nullptr;
   if (!pod_template || !pod_template->is_object()) {
     return util::makeError(util::ErrorCode::kInvalidArgument, "SingletonWorkload " + w.key() + ": no spec.template");
   }
@@ -85,12 +76,12 @@ util::Result<Workload> Workload::fromJson(const Json& object) {
   if (const auto seconds = intField(*spec, "leaseDurationSeconds"); seconds && *seconds >= 1 && *seconds <= 3600) {
     w.lease_duration_seconds = static_cast<int>(*seconds);
   }
-  if (const Json* mode = find(*spec, "handoff"); mode && mode->is_string()) {
+  if (const Json* mode = fieldOf(*spec, "handoff"); mode && mode->is_string()) {
     if (*mode == "WaitForStop") w.handoff = HandoffMode::kWaitForStop;
     if (*mode == "Immediate") w.handoff = HandoffMode::kImmediate;
   }
-  if (const Json* service = find(*spec, "service"); service && service->is_object()) w.service = *service;
-  if (const Json* status = find(object, "status"); status && status->is_object()) w.status = *status;
+  if (const Json* service = fieldOf(*spec, "service"); service && service->is_object()) w.service = *service;
+  if (const Json* status = fieldOf(object, "status"); status && status->is_object()) w.status = *status;
   return w;
 }
 
@@ -123,7 +114,7 @@ kube::ObjectReference Workload::objectReference() const {
 
 bool isTerminating(const Json& pod) {
   const Json* metadata = metadataOf(pod);
-  return metadata && find(*metadata, "deletionTimestamp") != nullptr;
+  return metadata && fieldOf(*metadata, "deletionTimestamp") != nullptr;
 }
 
 namespace {
@@ -134,13 +125,13 @@ const Json* readyCondition(const Json& pod) { return kube::conditionOf(pod, "Rea
 
 bool isReady(const Json& pod) {
   const Json* condition = readyCondition(pod);
-  const Json* status = condition ? find(*condition, "status") : nullptr;
+  const Json* status = condition ? fieldOf(*condition, "status") : nullptr;
   return status && status->is_string() && status->get<std::string>() == "True";
 }
 
 bool hasExited(const Json& pod) {
-  const Json* status = find(pod, "status");
-  const Json* phase = status ? find(*status, "phase") : nullptr;
+  const Json* status = fieldOf(pod, "status");
+  const Json* phase = status ? fieldOf(*status, "phase") : nullptr;
   if (!phase || !phase->is_string()) return false;
   const auto& value = phase->get_ref<const std::string&>();
   return value == "Failed" || value == "Succeeded";
@@ -170,7 +161,7 @@ std::optional<util::WallTime> unhealthySince(const Json& pod) {
     return *deadline - std::chrono::seconds(grace.value_or(0));
   }
   if (const Json* condition = readyCondition(pod); condition && !isReady(pod)) {
-    const Json* since = find(*condition, "lastTransitionTime");
+    const Json* since = fieldOf(*condition, "lastTransitionTime");
     if (!since || !since->is_string()) return std::nullopt;
     auto time = util::parseTime(since->get_ref<const std::string&>());
     if (time.ok()) return *time;
@@ -179,13 +170,13 @@ std::optional<util::WallTime> unhealthySince(const Json& pod) {
 }
 
 bool templateRunsAgent(const Json& pod_template) {
-  const Json* spec = find(pod_template, "spec");
+  const Json* spec = fieldOf(pod_template, "spec");
   if (!spec) return false;
   for (const char* list : {"containers", "initContainers"}) {
-    const Json* containers = find(*spec, list);
+    const Json* containers = fieldOf(*spec, list);
     if (!containers || !containers->is_array()) continue;
     for (const Json& container : *containers) {
-      const Json* command = find(container, "command");
+      const Json* command = fieldOf(container, "command");
       if (!command || !command->is_array() || command->empty() || !(*command)[0].is_string()) continue;
       const auto& program = (*command)[0].get_ref<const std::string&>();
       const auto slash = program.rfind('/');
@@ -197,12 +188,12 @@ bool templateRunsAgent(const Json& pod_template) {
 
 bool containersTerminated(const Json& pod) {
   if (hasExited(pod)) return true;
-  const Json* status = find(pod, "status");
-  const Json* statuses = status ? find(*status, "containerStatuses") : nullptr;
+  const Json* status = fieldOf(pod, "status");
+  const Json* statuses = status ? fieldOf(*status, "containerStatuses") : nullptr;
   if (!statuses || !statuses->is_array() || statuses->empty()) return false;
   for (const Json& container : *statuses) {
-    const Json* state = find(container, "state");
-    if (!state || !find(*state, "terminated")) return false;
+    const Json* state = fieldOf(container, "state");
+    if (!state || !fieldOf(*state, "terminated")) return false;
   }
   return true;
 }
@@ -227,19 +218,19 @@ Json agentIdentityEnv(const std::string& workload_name) {
 }
 
 Json desiredPod(const Workload& workload, int ordinal, long long operator_term) {
-  const Json* template_metadata = find(workload.pod_template, "metadata");
+  const Json* template_metadata = fieldOf(workload.pod_template, "metadata");
   Json labels = Json::object();
   Json annotations = Json::object();
   if (template_metadata) {
-    copyUserEntries(find(*template_metadata, "labels"), labels);
-    copyUserEntries(find(*template_metadata, "annotations"), annotations);
+    copyUserEntries(fieldOf(*template_metadata, "labels"), labels);
+    copyUserEntries(fieldOf(*template_metadata, "annotations"), annotations);
   }
   labels[kLabelWorkload] = workload.name;
   labels[kLabelRole] = kRoleStandby;
   annotations[kAnnotationTemplateHash] = workload.template_hash;
   annotations[kAnnotationOperatorTerm] = std::to_string(operator_term);
 
-  const Json* template_spec = find(workload.pod_template, "spec");
+  const Json* template_spec = fieldOf(workload.pod_template, "spec");
   Json spec = template_spec ? *template_spec : Json::object();
   // Only the pod gets the identity, never workload.pod_template: the template hash (rollout detection) stays the hash
   // of what the user wrote, so pods created before the injection existed are not rolled out for it.
