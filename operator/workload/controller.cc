@@ -16,6 +16,7 @@
 #include "operator/workload/informers.h"
 #include "operator/workload/reconciler.h"
 #include "operator/workload/workload.h"
+#include "operator/workload/workload_metrics.h"
 #include "util/log.h"
 #include "watch/reflector.h"
 
@@ -23,13 +24,6 @@ namespace singleton::op {
 namespace {
 
 const log::Logger kLog("controller");
-
-const std::string kMetricReconciles = "singleton_reconcile_total";
-const std::string kHelpReconciles = "Reconciles of SingletonWorkloads by result (success, error, requeue).";
-const std::string kMetricReconcileDuration = "singleton_reconcile_duration_seconds";
-const std::string kHelpReconcileDuration = "How long one reconcile of a SingletonWorkload took.";
-const std::string kMetricQueueDepth = "workqueue_depth";
-const std::string kHelpQueueDepth = "Workload keys waiting in the controller's work queue.";
 
 // How often runWorkers looks at the informers while it waits for their first lists (real time: the informers run
 // on the network, not on the injected clock).
@@ -69,14 +63,14 @@ struct Controller::Impl {
         metrics(registry),
         clock(clk),
         client(std::move(transport)),
-        queue(clock, [depth = &metrics.gauge(kMetricQueueDepth, kHelpQueueDepth)](
+        queue(clock, [depth = &metrics.gauge(kQueueDepth.name, kQueueDepth.help)](
                          std::size_t keys) { depth->set(static_cast<double>(keys)); }),
         loop(queue, metrics,
              {.workers = options.workers,
-              .reconciles_metric = kMetricReconciles,
-              .reconciles_help = kHelpReconciles,
-              .duration_metric = kMetricReconcileDuration,
-              .duration_help = kHelpReconcileDuration},
+              .reconciles_metric = kReconciles.name,
+              .reconciles_help = kReconciles.help,
+              .duration_metric = kReconcileDuration.name,
+              .duration_help = kReconcileDuration.help},
              clock),
         recorder(client, clock, controller::EventRecorderOptions{.instance = options.identity}),
         reconciler(client, informers, recorder, metrics, clock),

@@ -1,19 +1,17 @@
 // The SingletonWorkload reconciler: docs/design.md, "Reconcile(key)". Level-based: it reads the caches (plus its own
-// recent writes), never the event that woke it, and writes through kube::Client. Split by concern:
-//   reconciler.cc          the flow, observation, results, metrics
-//   reconcile_election.cc  steps 3-6: the healthy-leader check, successor choice, Lease CAS, pod labels
-//   reconcile_pods.cc      steps 2 and 7: missing pods, scale-down, rolling update
-//   reconcile_status.cc    the Service and step 8: status and its conditions
-//   reconcile_writes.cc    every API write, each behind the write gate
-//   reconcile_handoff.cc   who must stop first, and completing the hand-off on the operator's own evidence
-//   reconcile_fence.cc     the label fence (operator-term stamps on pods), refused and unknown writes, token floor
+// recent writes), never the event that woke it, and writes through kube::Client. Split along its seams:
+//   reconciler.cc              the flow: observation, the steps in order, the result, failover timing
+//   reconcile_election.cc      steps 3-6: Lease moves and pod labels (elect, labelPods, promote)
+//   reconcile_handoff.cc       completing the hand-off on the operator's own evidence
+//   reconcile_pods.cc          steps 2 and 7: missing pods, scale-down, rolling update
+//   reconcile_status.cc        the Service and step 8, the status
+//   decisions.{h,cc}, decisions_status.cc   the pure decisions the steps ask (no API, clock or memory)
+//   workload_writer.{h,cc}     the Writer: every API call, behind the write gate, and the current view of the objects
+//   workload_writer_fence.cc   the label fence (operator-term stamps on pods), refused and unknown-outcome writes
+//   observation.h, findings.h  what a reconcile read, and what it found (the result's inputs)
+//   reconcile_memory.{h,cc}    what the reconciler remembers between reconciles
 #pragma once
 
-#include <cstdint>
-#include <map>
-#include <mutex>
-#include <optional>
-#include <set>
 #include <string>
 
 #include "controller/events.h"
@@ -23,12 +21,16 @@
 #include "controller/write_gate.h"
 #include "kube/client.h"
 #include "operator/workload/informers.h"
+#include "operator/workload/reconcile_memory.h"
 #include "operator/workload/workload.h"
 #include "util/clock.h"
 
 namespace singleton::op {
 
-struct Context;
+class Writer;
+struct Findings;
+struct Observation;
+struct WorkloadObjects;
 
 class Reconciler {
  public:
@@ -52,80 +54,41 @@ class Reconciler {
   // this long, whichever is first.
   static constexpr util::Millis kStatusAfterCreate{1'000};
   // How long the highest token of a deleted workload is remembered (a re-created one continues above it).
-  static constexpr util::Millis kTokenMemory{3'600'000};
+  static constexpr util::Millis kTokenMemory = ReconcilerMemory::kTokenMemory;
 
  private:
-  util::Status run(Context& ctx);
-  util::Status observe(Context& ctx);
+  // Reads the caches (and our recent writes) into `observation`; the objects are returned.
+  util::Result<WorkloadObjects> observe(Observation& observation);
+  // The steps in order; each returns an error to abort the reconcile.
+  util::Status run(Writer& writer, Findings& findings);
   void forgetWorkload(const std::string& ns, const std::string& name);
 
-  // Steps (each returns an error to abort the reconcile).
-  util::Status ensurePods(Context& ctx);
-  util::Status elect(Context& ctx);
-  util::Status labelPods(Context& ctx);
-  util::Status scaleDown(Context& ctx);
-  util::Status rollOut(Context& ctx);
-  util::Status reconcileService(Context& ctx);
-  util::Status updateStatus(Context& ctx);
-
-  // Election helpers.
-  util::Status keepLeaseTidy(Context& ctx);
-  util::Status handOver(Context& ctx, const std::string& successor, const std::string& trigger, const std::string& why);
-  util::Status releaseLease(Context& ctx, const std::string& why);
-  util::Status promote(Context& ctx, const std::string& name, long long token);
-  void handleSwitchover(Context& ctx, bool holder_healthy, std::string& successor);
-
-  // The hand-off (reconcile_handoff.cc, docs/handoff.md).
-  // Writes handoff-from/-uid into `lease` (the move to `successor_uid`): the pod that must stop first, or "".
-  void recordHandoff(const Context& ctx, kube::Lease& lease, const std::string& successor_uid) const;
-  // The move's CAS answer arrived now: lease-expired is measured from here (`wait` = the longer of the Lease's
-  // durations before and after the move).
-  void noteHandoffStart(const std::string& key, long long token, util::Millis wait);
+  // Steps (reconcile_*.cc): each reads the Writer's current view, asks decisions.h, and writes through the Writer.
+  util::Status elect(Writer& writer, Findings& findings);
+  util::Status labelPods(Writer& writer, Findings& findings);
+  util::Status ensurePods(Writer& writer, Findings& findings);
+  util::Status scaleDown(Writer& writer);
+  util::Status rollOut(Writer& writer);
+  util::Status reconcileService(Writer& writer, Findings& findings);
+  util::Status updateStatus(Writer& writer, Findings& findings);
   // Completes the Lease's pending hand-off when the operator knows the previous holder stopped (pod gone, containers
-  // terminated, lease duration passed); sets ctx.handoff_pending, and ctx.requeue_after for the expiry.
-  util::Status completeHandoff(Context& ctx);
+  // terminated, lease duration passed); sets findings.handoff_pending, and findings.requeue_after for the expiry.
+  util::Status completeHandoff(Writer& writer, Findings& findings);
 
-  // Writes (reconcile_writes.cc). Every one checks the gate first.
-  util::Status allowWrite(const Context& ctx) const;
-  util::Status writeLease(Context& ctx, kube::Lease lease);
-  // Sets `created_one` when the pod was created (not on AlreadyExists or a refused spec).
-  util::Status createPod(Context& ctx, int ordinal, bool& created_one);
-  util::Status deletePod(Context& ctx, const std::string& name, const std::string& why);
-  util::Status demotePod(Context& ctx, const std::string& name);
-  // A fenced label write: `patch_ops` start with a `test` that the pod carries this term's stamp.
-  util::Status patchPod(Context& ctx, const std::string& name, const Json& patch_ops);
-  util::Status removeSwitchoverAnnotation(Context& ctx, const std::string& value);
-  util::Status patchStatus(Context& ctx, const Json& status_patch);
-  // Events wait in the context until the reconcile ends (they are slow, best-effort writes; the failover is not).
-  void event(Context& ctx, controller::EventType type, const std::string& reason, const std::string& message);
-  void flushEvents(Context& ctx);
-  void rememberPod(Context& ctx, const std::string& base_version, Json pod);
-  // A leader label added or removed by us at `pod`'s resourceVersion.
-  void noteLabelWrite(const Context& ctx, const Json& pod);
-  // The pod cache (ctx.pods) shows every leader label an operator wrote on the workload's pods.
-  bool podCacheCoversLabels(const Context& ctx) const;
-
-  // The label fence (reconcile_fence.cc, docs/design.md "Operator self-fencing").
-  // Every pod in ctx.pods carries this term's stamp when it returns ok (compare-and-swap on each that did not);
-  // a pod stamped by a newer term fails it with kReasonStaleTerm.
-  util::Status fenceLabels(Context& ctx);
-  util::Status stampPod(Context& ctx, const std::string& name);
-  // A fenced write to `name` was refused: read the pod again and say why (a newer term: kReasonStaleTerm; else a
-  // Conflict with kReasonFenced, to decide again at once). Never a blind retry.
-  util::Status refused(Context& ctx, const std::string& name, const util::Error& error);
-  // A label write whose outcome is unknown: until a read shows the pods, the cache is not trusted for labels.
-  void noteUnknownOutcome(const Context& ctx, const std::string& name, const util::Error& error);
-  // Every pod of the workload was read from the API (promote's API path): the state is known again, at least as of
-  // `revision`.
-  void noteLabelsConfirmed(const Context& ctx, std::uint64_t revision);
-  // The highest fencing token this replica can see for the workload: its Lease now and as last seen, the
-  // workload's status, the pods' annotations. -1 when none.
-  long long highestTokenSeen(const Context& ctx) const;
+  // Election helpers (reconcile_election.cc).
+  util::Status keepLeaseTidy(Writer& writer);
+  util::Status handOver(Writer& writer, const std::string& successor, const std::string& trigger,
+                        const std::string& why);
+  util::Status releaseLease(Writer& writer, Findings& findings, const std::string& why);
+  util::Status promote(Writer& writer, const std::string& name, long long token);
+  // The switchover request: the successor it asks for, else "" (a request that is done with is removed).
+  std::string handleSwitchover(Writer& writer, bool holder_healthy);
+  // The move's CAS answer arrived now: lease-expired is measured from here, over the longer of the Lease's
+  // durations before (`old_seconds`) and after the move.
+  void noteHandoffStart(const Writer& writer, long long token, int old_seconds);
 
   // Failover timing: when the current failover of a workload started (first unhealthy observation, or what the API
-  // recorded), until the successor is labelled.
-  // `token` is the Lease's at the start; the failover is over when a pod is labelled with a higher one.
-  void noteFailoverStart(const std::string& key, util::MonoTime since, long long token);
+  // recorded), until the successor is labelled with a token above the one at the start.
   void noteLeaderLabelled(const std::string& key, long long token);
   // When the pod stopped being a good leader, on our monotonic clock (what the API recorded, else now).
   util::MonoTime unhealthyStart(const Json* pod) const;
@@ -136,30 +99,7 @@ class Reconciler {
   controller::Registry& metrics_;
   const util::Clock& clock_;
   controller::RecentWrites recent_;
-
-  mutable std::mutex mutex_;
-  struct FailoverStart {
-    util::MonoTime since;
-    long long token = 0;
-  };
-  std::map<std::string, FailoverStart> failover_started_;  // by workload key
-  std::map<std::string, std::uint64_t> label_writes_;      // by workload key: revision of our last label write
-  std::set<std::string> unconfirmed_;                      // workload keys with a label write of unknown outcome
-  // By workload key, this term only: since when the pending hand-off of `token` is known to this term (its own CAS
-  // answer, else its first sight of the incomplete hand-off), and how long it waits for lease-expired.
-  struct HandoffStart {
-    long long token = 0;
-    util::MonoTime since;
-    util::Millis wait{0};
-  };
-  std::map<std::string, HandoffStart> handoff_started_;
-  // By workload key: the highest Lease token seen, kept for a while after the workload is gone (a re-created
-  // workload of the same name continues above it). `forgotten` is when the workload went away.
-  struct TokenMemory {
-    long long token = -1;
-    std::optional<util::MonoTime> forgotten;
-  };
-  std::map<std::string, TokenMemory> tokens_seen_;
+  ReconcilerMemory memory_;
 };
 
 }  // namespace singleton::op

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <limits>
 
-#include "operator/workload/reconcile_context.h"
+#include "operator/workload/workload_metrics.h"
 #include "reconciler_harness.h"
 
 namespace singleton::op {
@@ -97,8 +97,8 @@ TEST(ReconcilerFaultTest, PromotionTrustsAPodCachePastOurLeadershipAndOurLabelWr
   EXPECT_EQ(podReadsSince(h, before), std::vector<std::string>{});
   EXPECT_EQ(h.leaders(), std::vector<std::string>{"w-1"});
   EXPECT_EQ(h.token("w-1"), "1");
-  EXPECT_EQ(h.counter(kMetricPromotions, {{"check", "cache"}}), 2);  // the first election and this failover
-  EXPECT_EQ(h.counter(kMetricPromotions, {{"check", "api"}}), 0);
+  EXPECT_EQ(h.counter(kPromotions.name, {{"check", "cache"}}), 2);  // the first election and this failover
+  EXPECT_EQ(h.counter(kPromotions.name, {{"check", "api"}}), 0);
   EXPECT_TRUE(h.cluster->violations().empty()) << ::testing::PrintToString(h.cluster->violations());
 }
 
@@ -112,8 +112,8 @@ TEST(ReconcilerFaultTest, PromotionRereadsWhileThePodCacheIsBehindOurLeadership)
   const std::size_t before = h.cluster->reads().size();
   ASSERT_EQ(h.reconcile("w").action, Action::kForget);
   EXPECT_EQ(podReadsSince(h, before).size(), 2u);  // w-0's demotion answered for w-0
-  EXPECT_EQ(h.counter(kMetricPromotions, {{"check", "cache"}}), 0);
-  EXPECT_EQ(h.counter(kMetricPromotions, {{"check", "api"}}), 2);
+  EXPECT_EQ(h.counter(kPromotions.name, {{"check", "cache"}}), 0);
+  EXPECT_EQ(h.counter(kPromotions.name, {{"check", "api"}}), 2);
   EXPECT_EQ(h.leaders(), std::vector<std::string>{"w-1"});
 }
 
@@ -133,7 +133,7 @@ TEST(ReconcilerFaultTest, PromotionRereadsWhileThePodCacheIsBehindOurOwnLabelWri
   ASSERT_EQ(h.reconcile("w").action, Action::kForget);
   // w-1's demotion answered for w-1; the other two are read.
   EXPECT_EQ(podReadsSince(h, before).size(), 2u);
-  EXPECT_EQ(h.counter(kMetricPromotions, {{"check", "api"}}), 1);
+  EXPECT_EQ(h.counter(kPromotions.name, {{"check", "api"}}), 1);
   EXPECT_EQ(h.leaders(), std::vector<std::string>{"w-2"});
   EXPECT_TRUE(h.cluster->violations().empty()) << ::testing::PrintToString(h.cluster->violations());
 }

@@ -4,7 +4,7 @@
 // again above every token seen, with a Warning event.
 #include <gtest/gtest.h>
 
-#include "operator/workload/reconcile_context.h"
+#include "operator/workload/workload_metrics.h"
 #include "reconciler_harness.h"
 
 namespace singleton::op {
@@ -168,7 +168,7 @@ TEST(ReconcilerFenceTest, ALostAnswerSendsTheNextPromotionToTheApi) {
 
   EXPECT_EQ(h.reconcileStale("w").action, Action::kForget);
   EXPECT_EQ(h.leaders(), std::vector<std::string>{"w-2"});
-  EXPECT_EQ(h.counter(kMetricPromotions, {{"check", "api"}}), 1);
+  EXPECT_EQ(h.counter(kPromotions.name, {{"check", "api"}}), 1);
   EXPECT_TRUE(h.cluster->violations().empty()) << ::testing::PrintToString(h.cluster->violations());
 }
 
