@@ -88,10 +88,7 @@ std::vector<std::string> podReadsSince(const Harness& h, std::size_t before) {
 // failover costs the Lease write and the two pod patches, no reads.
 TEST(ReconcilerFaultTest, PromotionTrustsAPodCachePastOurLeadershipAndOurLabelWrites) {
   Harness h;
-  h.trackPodCacheRevision();
-  h.gate.leading_since = 1;
-  h.steadyWorkload("w", 3);
-  h.setReady("w-0", false);
+  h.unreadyLeaderWithTrackedCache("w", 3, 1);
   const std::size_t before = h.cluster->reads().size();
   ASSERT_EQ(h.reconcile("w").action, Action::kForget);
   EXPECT_EQ(podReadsSince(h, before), std::vector<std::string>{});
@@ -105,10 +102,7 @@ TEST(ReconcilerFaultTest, PromotionTrustsAPodCachePastOurLeadershipAndOurLabelWr
 // Leading since a revision the pod cache has not reached: an earlier operator leader's last label may be missing.
 TEST(ReconcilerFaultTest, PromotionRereadsWhileThePodCacheIsBehindOurLeadership) {
   Harness h;
-  h.trackPodCacheRevision();
-  h.gate.leading_since = std::numeric_limits<std::uint64_t>::max();
-  h.steadyWorkload("w", 3);
-  h.setReady("w-0", false);
+  h.unreadyLeaderWithTrackedCache("w", 3, std::numeric_limits<std::uint64_t>::max());
   const std::size_t before = h.cluster->reads().size();
   ASSERT_EQ(h.reconcile("w").action, Action::kForget);
   EXPECT_EQ(podReadsSince(h, before).size(), 2u);  // w-0's demotion answered for w-0
@@ -120,10 +114,7 @@ TEST(ReconcilerFaultTest, PromotionRereadsWhileThePodCacheIsBehindOurLeadership)
 // Our own promotion that the pod cache has not shown yet: the next promotion reads the pods again and finds it.
 TEST(ReconcilerFaultTest, PromotionRereadsWhileThePodCacheIsBehindOurOwnLabelWrite) {
   Harness h;
-  h.trackPodCacheRevision();
-  h.gate.leading_since = 1;
-  h.steadyWorkload("w", 3);
-  h.setReady("w-0", false);
+  h.unreadyLeaderWithTrackedCache("w", 3, 1);
   h.sync();
   h.hold_pods_revision = true;  // from here on the cache never reports a position past the next promotion
   ASSERT_EQ(h.reconcileStale("w").action, Action::kForget);

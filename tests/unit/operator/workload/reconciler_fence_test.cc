@@ -139,10 +139,7 @@ TEST(ReconcilerFenceTest, ARefusedLabelWriteRereadsAndDecidesAgain) {
 // promote w-2 next to w-1.
 TEST(ReconcilerFenceTest, ALostAnswerSendsTheNextPromotionToTheApi) {
   Harness h;
-  h.trackPodCacheRevision();
-  h.gate.leading_since = 1;
-  h.steadyWorkload("w", 3);
-  h.setReady("w-0", false);
+  h.unreadyLeaderWithTrackedCache("w", 3, 1);
   h.sync();
   h.cluster->failWrite(3, 504, /*after_apply=*/true);  // Lease, demote w-0, promote w-1: applied, answer lost
   EXPECT_EQ(h.reconcileStale("w").action, Action::kRetry);

@@ -72,6 +72,14 @@ class Harness {
   void trackPodCacheRevision() {
     informers.pods_resource_version = [this] { return pods_revision; };
   }
+  // A steady workload whose leader <name>-0 has stopped being Ready, on a replica that leads since `leading_since`
+  // and whose pod cache reports its position: the start of every promotion-check test.
+  void unreadyLeaderWithTrackedCache(const std::string& name, int replicas, std::uint64_t leading_since) {
+    trackPodCacheRevision();
+    gate.leading_since = leading_since;
+    steadyWorkload(name, replicas);
+    setReady(name + "-0", false);
+  }
   controller::ReconcileResult reconcile(const std::string& name) {
     sync();
     return reconcileStale(name);
