@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "election/timings.h"
 #include "util/duration.h"
 #include "util/log.h"
 
@@ -175,8 +176,8 @@ std::optional<int> Agent::checkTimings(const HandoffView& view) {
   if (timings_checked_ || view.lease_duration_seconds <= 0) return std::nullopt;
   const Millis lease_duration(static_cast<long long>(view.lease_duration_seconds) * 1000);
   const bool has_command = command_ != nullptr;
-  kill_wait_ = cli::agentKillWait(lease_duration, options_.renew_deadline);
-  if (!options_.grace_period_set) grace_ = cli::agentGracePeriod(lease_duration, options_.renew_deadline);
+  kill_wait_ = election::killWait(lease_duration, options_.renew_deadline);
+  if (!options_.grace_period_set) grace_ = election::defaultGracePeriod(lease_duration, options_.renew_deadline);
   auto s = election::checkAgentTimings(lease_duration, options_.renew_deadline,
                                        has_command ? grace_ + kill_wait_ : Millis(0));
   if (!s.ok() || (has_command && grace_ < Millis(0))) {

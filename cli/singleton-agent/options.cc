@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "controller/http_server.h"
+#include "election/timing_flags.h"
 #include "election/timings.h"
 #include "util/duration.h"
 #include "util/flags.h"
@@ -51,16 +52,8 @@ util::FlagSet agentFlags(AgentOptions& options) {
   flags.addDuration("renew-interval", options.renew_interval, "D",
                     "a leader confirms its Lease with one GET this often (default {default}); less than "
                     "renew-deadline");
-  flags.addFunc(
-      "grace-period",
-      [&options](const std::string& value) -> util::Status {
-        auto d = util::parseDuration(value);
-        if (!d.ok()) return std::move(d).takeError();
-        options.grace_period = *d;
-        options.grace_period_set = true;
-        return {};
-      },
-      "D",
+  election::addGracePeriodFlag(
+      flags, options.grace_period, options.grace_period_set,
       "after SIGTERM, how long COMMAND may take before SIGKILL; default: what the Lease's duration leaves, "
       "lease - renew-deadline - 10% of lease - the reap wait (3s at 15s/10s)\n(need renew-deadline + grace-period + "
       "reap wait + 10% of the lease <= the Lease's leaseDurationSeconds, checked when the Lease is first seen)");
@@ -76,15 +69,6 @@ util::FlagSet agentFlags(AgentOptions& options) {
 }
 
 }  // namespace
-
-util::Millis agentKillWait(util::Millis lease_duration, util::Millis renew_deadline) {
-  const util::Millis budget = election::stopBudget(lease_duration, renew_deadline);
-  return std::max(util::Millis(0), std::min(util::Millis(500), budget / 4));
-}
-
-util::Millis agentGracePeriod(util::Millis lease_duration, util::Millis renew_deadline) {
-  return election::stopBudget(lease_duration, renew_deadline) - agentKillWait(lease_duration, renew_deadline);
-}
 
 std::map<std::string, std::string> agentEnvironment() {
   std::map<std::string, std::string> env;

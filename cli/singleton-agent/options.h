@@ -20,7 +20,7 @@ struct AgentOptions {
   util::Millis renew_deadline{10'000};
   util::Millis renew_interval{5'000};
   // Between SIGTERM and SIGKILL of the command. Default (unset): what the Lease's duration leaves, like
-  // singleton-elect's (agentGracePeriod); checked against the Lease's duration when it is first seen.
+  // singleton-elect's (election::defaultGracePeriod); checked against the Lease's duration when it is first seen.
   util::Millis grace_period{0};
   bool grace_period_set = false;
   std::string role_dir;
@@ -36,11 +36,6 @@ struct AgentOptions {
 
   std::string leaseName() const { return workload + "-leader"; }
 };
-
-// The reap after SIGKILL gets a share of the stop budget of its own: a quarter, at most 500 ms (as singleton-elect).
-util::Millis agentKillWait(util::Millis lease_duration, util::Millis renew_deadline);
-// The longest grace period that keeps the whole stop within the budget for that Lease duration (may be <= 0).
-util::Millis agentGracePeriod(util::Millis lease_duration, util::Millis renew_deadline);
 
 // Flags over environment: `env` supplies SINGLETON_WORKLOAD, POD_NAME, POD_NAMESPACE and POD_UID when their flags are
 // absent. Errors are one line (exit 2); a missing identity names its environment variable.

@@ -8,6 +8,7 @@
 #include "cli/singleton-elect/options.h"
 #include "election/leader_elector.h"
 #include "election/lease_lock.h"
+#include "election/timings.h"
 #include "kube/beast_transport.h"
 #include "kube/client.h"
 #include "kube/config.h"
@@ -95,7 +96,8 @@ int main(int argc, char** argv) {
   elector_config.renew_interval = options.renew_interval;
   // The command's whole stop: the grace period, then SIGKILL and the reap (options.cc keeps it within the budget).
   if (!options.command.empty()) {
-    elector_config.stop_bound = options.grace_period + cli::killWait(options.lease_duration, options.renew_deadline);
+    elector_config.stop_bound =
+        options.grace_period + election::killWait(options.lease_duration, options.renew_deadline);
   }
   elector_config.callbacks.on_new_leader = [&](const std::string& holder, fencing::FencingToken token) {
     printer.print("new_leader", holder, token);

@@ -40,16 +40,8 @@ util::FlagSet electFlags(ElectOptions& options, std::string& lease) {
   flags.addString("context", options.context, "NAME", "kubeconfig context; default: the current context");
   election::addTimingFlags(flags, options.lease_duration, options.renew_deadline, options.retry_period);
   election::addRenewIntervalFlag(flags, options.renew_interval);
-  flags.addFunc(
-      "grace-period",
-      [&options](const std::string& value) -> util::Status {
-        auto d = util::parseDuration(value);
-        if (!d.ok()) return std::move(d).takeError();
-        options.grace_period = *d;
-        options.grace_period_set = true;
-        return {};
-      },
-      "D",
+  election::addGracePeriodFlag(
+      flags, options.grace_period, options.grace_period_set,
       "after SIGTERM, how long COMMAND may take before SIGKILL; default: what the timings leave, lease-duration - "
       "renew-deadline - 10% of lease-duration - the wait for the reap (3s at 15s/10s)\n(need renew-deadline + "
       "grace-period + reap wait + 10% of lease-duration <= lease-duration)");
@@ -58,16 +50,6 @@ util::FlagSet electFlags(ElectOptions& options, std::string& lease) {
 }
 
 }  // namespace
-
-util::Millis killWait(util::Millis lease_duration, util::Millis renew_deadline) {
-  const util::Millis budget = election::stopBudget(lease_duration, renew_deadline);
-  return std::max(util::Millis(0), std::min(util::Millis(500), budget / 4));
-}
-
-util::Millis defaultGracePeriod(util::Millis lease_duration, util::Millis renew_deadline) {
-  const util::Millis budget = election::stopBudget(lease_duration, renew_deadline);
-  return std::max(util::Millis(0), budget - killWait(lease_duration, renew_deadline));
-}
 
 std::string electUsage() {
   ElectOptions defaults;
@@ -135,17 +117,18 @@ util::Result<ElectOptions> parseElectOptions(const std::vector<std::string>& arg
                             options.renew_interval, util::Millis(0)};
   if (auto s = election::validateTimings(timings); !s.ok()) return usageError(s.error().message);
   // The command's whole stop must end before a rival may acquire (election/timings.h).
-  const util::Millis kill_wait = killWait(options.lease_duration, options.renew_deadline);
+  const util::Millis kill_wait = election::killWait(options.lease_duration, options.renew_deadline);
   if (!options.grace_period_set) {
-    options.grace_period = defaultGracePeriod(options.lease_duration, options.renew_deadline);
+    options.grace_period = election::defaultGracePeriod(options.lease_duration, options.renew_deadline);
   } else if (options.grace_period + kill_wait > election::stopBudget(options.lease_duration, options.renew_deadline)) {
-    return usageError("--grace-period " + util::formatDuration(options.grace_period) +
-                      " is too long: renew deadline (" + util::formatDuration(options.renew_deadline) +
-                      ") + grace period + reap wait (" + util::formatDuration(kill_wait) + ") + drift margin (" +
-                      util::formatDuration(election::driftMargin(options.lease_duration)) +
-                      ", 10% of the lease) must not exceed lease duration (" +
-                      util::formatDuration(options.lease_duration) + "); at most " +
-                      util::formatDuration(defaultGracePeriod(options.lease_duration, options.renew_deadline)));
+    return usageError(
+        "--grace-period " + util::formatDuration(options.grace_period) + " is too long: renew deadline (" +
+        util::formatDuration(options.renew_deadline) + ") + grace period + reap wait (" +
+        util::formatDuration(kill_wait) + ") + drift margin (" +
+        util::formatDuration(election::driftMargin(options.lease_duration)) +
+        ", 10% of the lease) must not exceed lease duration (" + util::formatDuration(options.lease_duration) +
+        "); at most " +
+        util::formatDuration(election::defaultGracePeriod(options.lease_duration, options.renew_deadline)));
   }
   return options;
 }

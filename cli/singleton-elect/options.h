@@ -21,7 +21,7 @@ struct ElectOptions {
   util::Millis renew_deadline{10'000};
   util::Millis retry_period{2'000};
   util::Millis renew_interval{0};  // 0: election::defaultRenewInterval()
-  // Between SIGTERM and SIGKILL of the command. Default: defaultGracePeriod(), what the timings leave.
+  // Between SIGTERM and SIGKILL of the command. Default: election::defaultGracePeriod(), what the timings leave.
   util::Millis grace_period{0};
   bool grace_period_set = false;
   // Logs on stderr; text by default, since people read these binaries' stderr (--log-format json for a collector).
@@ -31,12 +31,6 @@ struct ElectOptions {
   bool help = false;
   bool version = false;
 };
-
-// The command's stop is SIGTERM, grace period, SIGKILL, reaped. The reap gets a share of the stop budget of its own:
-// a quarter, at most 500 ms (a killed process is reaped in milliseconds unless the kernel is stuck on it).
-util::Millis killWait(util::Millis lease_duration, util::Millis renew_deadline);
-// The longest grace period that keeps the whole stop within the budget (election::stopBudget - killWait).
-util::Millis defaultGracePeriod(util::Millis lease_duration, util::Millis renew_deadline);
 
 // Accepts "--flag value" and "--flag=value". Errors are one readable line.
 util::Result<ElectOptions> parseElectOptions(const std::vector<std::string>& args);

@@ -213,6 +213,29 @@ Json processContainerStatus(const Json& spec, const ContainerRun& run) {
   return status;
 }
 
+// What every status we write has besides the containers: phase, the four conditions (their transition times kept
+// while unchanged), the IPs and the start time.
+Json statusSkeleton(const Json& pod, const Json& current, const std::string& phase, const Readiness& ready,
+                    const PodFacts& facts, const std::string& now) {
+  const Json& conditions = arrayField(current, "conditions");
+  Json status = Json::object();
+  status["phase"] = phase;
+  status["conditions"] = Json::array({
+      condition(conditions, "Initialized", true, "", "", now),
+      condition(conditions, "Ready", ready.ready, ready.reason, ready.message, now),
+      condition(conditions, "ContainersReady", ready.ready, ready.reason, ready.message, now),
+      condition(conditions, "PodScheduled", true, "", "", now),
+  });
+  status["hostIP"] = facts.host_ip;
+  std::string ip = podIp(pod);
+  if (ip.empty()) ip = hostNetwork(pod) ? facts.host_ip : facts.pod_ip;
+  status["podIP"] = ip;
+  status["podIPs"] = Json::array({{{"ip", ip}}});
+  const std::string start_time = stringField(current, "startTime");
+  status["startTime"] = start_time.empty() ? now : start_time;
+  return status;
+}
+
 }  // namespace
 
 PodPlan planProcessPod(const Json& pod, const PodFacts& facts, const PodRun& run) {
@@ -221,7 +244,6 @@ PodPlan planProcessPod(const Json& pod, const PodFacts& facts, const PodRun& run
   const std::string phase = stringField(current, "phase");
   if (phase == "Failed" || phase == "Succeeded") return plan;
   const std::string now = util::formatTime(facts.now);
-  const Json& conditions = arrayField(current, "conditions");
 
   Json statuses = Json::array();
   bool all_ready = !run.containers.empty();
@@ -256,21 +278,7 @@ PodPlan planProcessPod(const Json& pod, const PodFacts& facts, const PodRun& run
     ready = {false, "ContainersNotReady", "containers with unready status: [" + unready + "]"};
   }
 
-  Json status = Json::object();
-  status["phase"] = new_phase;
-  status["conditions"] = Json::array({
-      condition(conditions, "Initialized", true, "", "", now),
-      condition(conditions, "Ready", ready.ready, ready.reason, ready.message, now),
-      condition(conditions, "ContainersReady", ready.ready, ready.reason, ready.message, now),
-      condition(conditions, "PodScheduled", true, "", "", now),
-  });
-  status["hostIP"] = facts.host_ip;
-  std::string ip = podIp(pod);
-  if (ip.empty()) ip = hostNetwork(pod) ? facts.host_ip : facts.pod_ip;
-  status["podIP"] = ip;
-  status["podIPs"] = Json::array({{{"ip", ip}}});
-  const std::string start_time = stringField(current, "startTime");
-  status["startTime"] = start_time.empty() ? now : start_time;
+  Json status = statusSkeleton(pod, current, new_phase, ready, facts, now);
   status["containerStatuses"] = std::move(statuses);
   if (!arrayField(objectField(pod, "spec"), "initContainers").empty()) {
     // Init containers are not run for process pods: reported as completed, as in the simulation.
@@ -316,23 +324,9 @@ PodPlan planPod(const Json& pod, const PodFacts& facts) {
                                                    : Target::kRunning;
   const Readiness ready = readiness(pod, target, facts);
   const std::string now = util::formatTime(facts.now);
-  const Json& conditions = arrayField(current, "conditions");
 
-  Json status = Json::object();
-  status["phase"] = target == Target::kFailed ? "Failed" : target == Target::kSucceeded ? "Succeeded" : "Running";
-  status["conditions"] = Json::array({
-      condition(conditions, "Initialized", true, "", "", now),
-      condition(conditions, "Ready", ready.ready, ready.reason, ready.message, now),
-      condition(conditions, "ContainersReady", ready.ready, ready.reason, ready.message, now),
-      condition(conditions, "PodScheduled", true, "", "", now),
-  });
-  status["hostIP"] = facts.host_ip;
-  std::string ip = podIp(pod);
-  if (ip.empty()) ip = hostNetwork(pod) ? facts.host_ip : facts.pod_ip;
-  status["podIP"] = ip;
-  status["podIPs"] = Json::array({{{"ip", ip}}});
-  const std::string start_time = stringField(current, "startTime");
-  status["startTime"] = start_time.empty() ? now : start_time;
+  const char* new_phase = target == Target::kFailed ? "Failed" : target == Target::kSucceeded ? "Succeeded" : "Running";
+  Json status = statusSkeleton(pod, current, new_phase, ready, facts, now);
   status["containerStatuses"] =
       containerStatuses(pod, "containers", "containerStatuses", target, ready.ready, /*init=*/false, now);
   if (!arrayField(objectField(pod, "spec"), "initContainers").empty()) {

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "kube/object.h"
+#include "process/spawn.h"
 #include "util/log.h"
 
 namespace singleton::sim {
@@ -38,48 +39,41 @@ constexpr util::Millis kBackoffReset{600'000};
 // On our own exit: SIGTERM to every process, SIGKILL this much later.
 constexpr util::Millis kShutdownGrace{2'000};
 
-// What failed between fork and exec, reported through the error pipe.
-enum class Stage : int { kDeathSignal = 1, kUnshare, kPrivate, kBind, kReadOnly, kChdir, kExec };
+// The steps of a container's own between fork and exec (the service-account mount), after lib/process's.
+enum MountStep : int { kUnshare = process::kFirstCallerStep, kPrivate, kBind, kReadOnly };
 
-const char* stageName(Stage stage) {
-  switch (stage) {
-    case Stage::kDeathSignal:
+const char* stepName(int step) {
+  switch (step) {
+    case process::kSpawnFork:
+      return "fork";
+    case process::kSpawnDeathSignal:
       return "prctl(PR_SET_PDEATHSIG)";
-    case Stage::kUnshare:
+    case kUnshare:
       return "unshare(CLONE_NEWNS) for the service-account mount";
-    case Stage::kPrivate:
+    case kPrivate:
       return "mount --make-rprivate /";
-    case Stage::kBind:
+    case kBind:
       return "bind mount of the service-account token directory";
-    case Stage::kReadOnly:
+    case kReadOnly:
       return "read-only remount of the service-account token";
-    case Stage::kChdir:
+    case process::kSpawnChdir:
       return "chdir to workingDir";
-    case Stage::kExec:
+    case process::kSpawnExec:
       return "exec";
-  }
-  return "start";
-}
-
-struct ChildFailure {
-  int stage = 0;
-  int error = 0;
-};
-
-void writeAll(int fd, const void* data, std::size_t size) {
-  std::size_t put = 0;
-  while (put < size) {
-    const ssize_t n = ::write(fd, static_cast<const char*>(data) + put, size - put);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    put += static_cast<std::size_t>(n);
+    default:
+      return "start";
   }
 }
 
-[[noreturn]] void childFail(int error_fd, Stage stage) {
-  const ChildFailure failure{static_cast<int>(stage), errno};
-  writeAll(error_fd, &failure, sizeof failure);
-  ::_exit(127);
+// In the container's process before exec (system calls only): the token directory bind-mounted read-only on
+// kServiceAccountDir, in a mount namespace of its own.
+int mountServiceAccount(const void* token_dir_arg) {
+  const char* token_dir = static_cast<const char*>(token_dir_arg);
+  if (::unshare(CLONE_NEWNS) != 0) return kUnshare;
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return kPrivate;
+  if (::mount(token_dir, kServiceAccountDir, nullptr, MS_BIND, nullptr) != 0) return kBind;
+  if (::mount(nullptr, kServiceAccountDir, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0) return kReadOnly;
+  return 0;
 }
 
 struct SpawnRequest {
@@ -90,26 +84,14 @@ struct SpawnRequest {
   std::string token_dir;  // bind-mounted on kServiceAccountDir in a mount namespace of its own; empty: none
 };
 
-int decodeStatus(int status, int* signal) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) {
-    *signal = WTERMSIG(status);
-    return 128 + WTERMSIG(status);
-  }
-  return 1;
-}
-
 // A started command: `pid` (the command, also its process group) runs under `watcher`, our child, which we reap.
 struct Spawned {
   pid_t watcher = -1;
   pid_t pid = -1;
 };
 
-// Starts the command in a process group of its own under a small watcher process (system calls only, no exec), as
-// lib/process does: the watcher holds the read end of `life_fd`'s pipe, whose only write end is ours; when we end,
-// however we end, it sees EOF and SIGKILLs the command's whole group, so nothing the container started outlives us.
-// The command has PR_SET_PDEATHSIG towards the watcher. When the command exits the watcher kills what it left in its
-// group, reaps it and exits with its status (128 + signal when a signal ended it). An error names the step that
+// Starts the command under lib/process's watcher (process/spawn.h): in a process group of its own, killed with its
+// whole group when we end, however we end (`life_fd` is the read end of our life pipe). An error names the step that
 // failed (the mount namespace, chdir, exec) with its errno text.
 util::Result<Spawned> spawnProcess(const SpawnRequest& request, int life_fd) {
   if (request.argv.empty()) return util::makeError(util::ErrorCode::kInvalidArgument, "no command");
@@ -123,133 +105,45 @@ util::Result<Spawned> spawnProcess(const SpawnRequest& request, int life_fd) {
   for (const std::string& entry : env_text) envp.push_back(const_cast<char*>(entry.c_str()));
   envp.push_back(nullptr);
   const char* workdir = request.workdir.empty() ? "/" : request.workdir.c_str();
-  const char* token_dir = request.token_dir.empty() ? nullptr : request.token_dir.c_str();
 
   const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   const int out_fd = request.log_path.empty()
                          ? ::open("/dev/null", O_WRONLY | O_CLOEXEC)
                          : ::open(request.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  int error_pipe[2] = {-1, -1};
-  int info_pipe[2] = {-1, -1};
-  if (null_fd < 0 || out_fd < 0 || ::pipe2(error_pipe, O_CLOEXEC) != 0 || ::pipe2(info_pipe, O_CLOEXEC) != 0) {
+  if (null_fd < 0 || out_fd < 0) {
     const int error = errno;
-    for (int fd : {null_fd, out_fd, error_pipe[0], error_pipe[1], info_pipe[0], info_pipe[1]}) {
+    for (int fd : {null_fd, out_fd}) {
       if (fd >= 0) ::close(fd);
     }
     return util::makeError(
         util::ErrorCode::kInternal,
         "opening " + (request.log_path.empty() ? "/dev/null" : request.log_path) + ": " + std::strerror(error));
   }
-  const pid_t watcher = ::fork();
-  if (watcher == 0) {
-    // The watcher. System calls only from here on: we were forked from a multi-threaded process.
-    struct sigaction ignore {};
-    ignore.sa_handler = SIG_IGN;
-    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE}) ::sigaction(sig, &ignore, nullptr);
-    struct sigaction defaults {};
-    defaults.sa_handler = SIG_DFL;
-    ::sigaction(SIGCHLD, &defaults, nullptr);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    const pid_t self = ::getpid();
-    const pid_t command = ::fork();
-    if (command == 0) {
-      // The command.
-      ::setpgid(0, 0);
-      for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD}) ::sigaction(sig, &defaults, nullptr);
-      if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != self) {
-        childFail(error_pipe[1], Stage::kDeathSignal);
-      }
-      if (token_dir != nullptr) {
-        if (::unshare(CLONE_NEWNS) != 0) childFail(error_pipe[1], Stage::kUnshare);
-        if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
-          childFail(error_pipe[1], Stage::kPrivate);
-        }
-        if (::mount(token_dir, kServiceAccountDir, nullptr, MS_BIND, nullptr) != 0) {
-          childFail(error_pipe[1], Stage::kBind);
-        }
-        if (::mount(nullptr, kServiceAccountDir, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0) {
-          childFail(error_pipe[1], Stage::kReadOnly);
-        }
-      }
-      ::dup2(null_fd, 0);
-      ::dup2(out_fd, 1);
-      ::dup2(out_fd, 2);
-      // Nothing of ours but the error pipe (close-on-exec) survives into the command.
-      const auto keep = static_cast<unsigned>(error_pipe[1]);
-      if (keep > 3U) ::syscall(SYS_close_range, 3U, keep - 1U, 0U);
-      ::syscall(SYS_close_range, keep + 1U, ~0U, 0U);
-      if (::chdir(workdir) != 0) childFail(error_pipe[1], Stage::kChdir);
-      ::execve(argv[0], argv.data(), envp.data());
-      childFail(error_pipe[1], Stage::kExec);
-    }
-    writeAll(info_pipe[1], &command, sizeof command);
-    if (command < 0) ::_exit(127);
-    ::setpgid(command, command);
-    // Keep nothing but the life pipe's read end: the others' copies must close when their owners close them.
-    for (int fd = 0; fd < 3; ++fd) ::close(fd);
-    const auto life = static_cast<unsigned>(life_fd);
-    if (life > 3U) ::syscall(SYS_close_range, 3U, life - 1U, 0U);
-    ::syscall(SYS_close_range, life + 1U, ~0U, 0U);
-    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, command, 0));
-    for (;;) {
-      siginfo_t info{};
-      if (::waitid(P_PID, static_cast<id_t>(command), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-          info.si_pid == command) {
-        ::kill(-command, SIGKILL);  // before reaping: the group id cannot have been reused yet
-        int status = 0;
-        while (::waitpid(command, &status, 0) < 0 && errno == EINTR) {
-        }
-        int signal = 0;
-        ::_exit(decodeStatus(status, &signal));
-      }
-      pollfd fds[2] = {{life_fd, POLLIN, 0}, {pidfd, POLLIN, 0}};
-      const int ready = ::poll(fds, pidfd >= 0 ? 2 : 1, pidfd >= 0 ? -1 : 20);
-      if (ready > 0 && fds[0].revents != 0) {
-        char byte = 0;
-        if (::read(life_fd, &byte, 1) <= 0) {  // the kubelet is gone
-          ::kill(-command, SIGKILL);
-          ::_exit(128 + SIGKILL);
-        }
-      }
-    }
+  process::WatchedSpawn spawn;
+  spawn.path = argv[0];
+  spawn.argv = argv.data();
+  spawn.envp = envp.data();
+  spawn.life_fd = life_fd;
+  if (!request.token_dir.empty()) {
+    spawn.pre_exec = mountServiceAccount;
+    spawn.pre_exec_arg = request.token_dir.c_str();
   }
-  const int fork_error = errno;
+  spawn.stdio_fds[0] = null_fd;
+  spawn.stdio_fds[1] = out_fd;
+  spawn.stdio_fds[2] = out_fd;
+  spawn.close_other_fds = true;  // nothing of ours survives into the container
+  spawn.workdir = workdir;
+  const process::WatchedProcess started = process::spawnWatched(spawn);
   ::close(null_fd);
   ::close(out_fd);
-  ::close(error_pipe[1]);
-  ::close(info_pipe[1]);
-  if (watcher < 0) {
-    ::close(error_pipe[0]);
-    ::close(info_pipe[0]);
-    return util::makeError(util::ErrorCode::kInternal, std::string("fork: ") + std::strerror(fork_error));
+  if (started.started()) return Spawned{started.watcher, started.pid};
+  if (started.failed_step == process::kSpawnFork) {
+    return util::makeError(util::ErrorCode::kInternal, std::string("fork: ") + std::strerror(started.error));
   }
-  auto readAll = [](int fd, void* data, std::size_t size) {
-    std::size_t got = 0;
-    while (got < size) {
-      const ssize_t n = ::read(fd, static_cast<char*>(data) + got, size - got);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      got += static_cast<std::size_t>(n);
-    }
-    return got;
-  };
-  Spawned spawned{watcher, -1};
-  const std::size_t got_pid = readAll(info_pipe[0], &spawned.pid, sizeof spawned.pid);
-  ::close(info_pipe[0]);
-  ChildFailure failure;
-  const std::size_t got = readAll(error_pipe[0], &failure, sizeof failure);  // EOF once the command exec'd
-  ::close(error_pipe[0]);
-  if (got == 0 && got_pid == sizeof spawned.pid && spawned.pid > 0) return spawned;
-  int status = 0;
-  while (::waitpid(watcher, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (got == 0) return util::makeError(util::ErrorCode::kInternal, "fork of the command failed");
-  std::string what = stageName(static_cast<Stage>(failure.stage));
-  if (static_cast<Stage>(failure.stage) == Stage::kExec) what += " " + request.argv[0];
-  if (static_cast<Stage>(failure.stage) == Stage::kChdir) what += " " + std::string(workdir);
-  return util::makeError(util::ErrorCode::kInvalidArgument, what + ": " + std::strerror(failure.error));
+  std::string what = stepName(started.failed_step);
+  if (started.failed_step == process::kSpawnExec) what += " " + request.argv[0];
+  if (started.failed_step == process::kSpawnChdir) what += " " + std::string(workdir);
+  return util::makeError(util::ErrorCode::kInvalidArgument, what + ": " + std::strerror(started.error));
 }
 
 // The watcher's exit status (the command's) if it has ended (then it is reaped), else nullopt. The watcher has
@@ -258,8 +152,7 @@ std::optional<int> reapIfExited(const Spawned& process) {
   int status = 0;
   const pid_t got = ::waitpid(process.watcher, &status, WNOHANG);
   if (got != process.watcher) return std::nullopt;
-  int signal = 0;
-  return decodeStatus(status, &signal);
+  return process::exitCode(status);
 }
 
 void killAndReap(const Spawned& process) {

@@ -42,27 +42,6 @@ std::string formatNumber(double v) {
 
 }  // namespace
 
-void Counter::inc(double by) {
-  std::lock_guard g(mutex_);
-  value_ += by;
-}
-double Counter::value() const {
-  std::lock_guard g(mutex_);
-  return value_;
-}
-void Gauge::set(double value) {
-  std::lock_guard g(mutex_);
-  value_ = value;
-}
-void Gauge::add(double by) {
-  std::lock_guard g(mutex_);
-  value_ += by;
-}
-double Gauge::value() const {
-  std::lock_guard g(mutex_);
-  return value_;
-}
-
 Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), buckets_(bounds_.size(), 0) {}
 
 void Histogram::observe(double value) {

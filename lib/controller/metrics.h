@@ -15,27 +15,24 @@ using Labels = std::map<std::string, std::string>;
 
 class Registry;
 
+// A counter only goes up; a gauge is set. Lock-free: inc/set sit on reconcile paths.
 class Counter {
  public:
-  void inc(double by = 1.0);
-  double value() const;
+  void inc(double by = 1.0) { value_.fetch_add(by, std::memory_order_relaxed); }
+  double value() const { return value_.load(std::memory_order_relaxed); }
 
  private:
-  friend class Registry;
-  mutable std::mutex mutex_;
-  double value_ = 0;
+  std::atomic<double> value_{0};
 };
 
 class Gauge {
  public:
-  void set(double value);
-  void add(double by);
-  double value() const;
+  void set(double value) { value_.store(value, std::memory_order_relaxed); }
+  void add(double by) { value_.fetch_add(by, std::memory_order_relaxed); }
+  double value() const { return value_.load(std::memory_order_relaxed); }
 
  private:
-  friend class Registry;
-  mutable std::mutex mutex_;
-  double value_ = 0;
+  std::atomic<double> value_{0};
 };
 
 class Histogram {

@@ -46,7 +46,9 @@ void ReconcileLoop::process(const std::string& key, Reconciler& reconciler) {
       break;
     case ReconcileResult::Action::kRequeue:
       outcome = "requeue";
-      queue_.add(key);  // handed out again after done()
+      // Rate-limited like an error (controller-runtime returns a Conflict as an error): the first retry comes within
+      // milliseconds, a conflict that persists (a stuck writer, a fault injector) backs off instead of spinning.
+      queue_.addRateLimited(key);
       break;
     case ReconcileResult::Action::kRequeueAfter:
       outcome = "requeue";

@@ -1,6 +1,7 @@
 // The generic half of a controller (controller-runtime's reconcileHandler): workers take keys from a WorkQueue and
 // hand each to a Reconciler; the result decides the requeue, in one place:
-//   error (kRetry, or an exception) -> rate-limited retry;  kRequeue -> at once;  kRequeueAfter -> forget, then add
+//   error (kRetry, or an exception) -> rate-limited retry;  kRequeue -> soon, on the same per-key
+//   backoff (a conflict that persists must not spin);  kRequeueAfter -> forget, then add
 //   after the delay;  kForget -> forget.
 // Every outcome counts into a metric (success, error, requeue), and every reconcile's duration into a histogram.
 #pragma once

@@ -11,7 +11,8 @@ namespace singleton::controller {
 struct ReconcileResult {
   enum class Action {
     kForget,        // done: reset the key's backoff
-    kRequeue,       // at once (a compare-and-swap lost; re-read and decide again)
+    kRequeue,       // a compare-and-swap lost: re-read and decide again, after the key's backoff (5 ms at first,
+                    // doubling while it keeps losing: a conflict that persists must not spin)
     kRequeueAfter,  // after `after` (nothing failed, but look again later)
     kRetry,         // an error: rate-limited retry, not before `after` (a 429's Retry-After)
   };

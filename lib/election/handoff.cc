@@ -1,6 +1,7 @@
 #include "election/handoff.h"
 
 #include "election/timings.h"
+#include "kube/object.h"
 #include "util/duration.h"
 
 namespace singleton::election {
@@ -13,21 +14,6 @@ std::string stringAt(const Json& object, const char* key) {
   auto it = object.find(key);
   if (it == object.end() || !it->is_string()) return "";
   return it->get<std::string>();
-}
-
-// "/" in a JSON Pointer token is written "~1" (and "~" as "~0").
-std::string pointerToken(const std::string& key) {
-  std::string out;
-  for (char c : key) {
-    if (c == '~') {
-      out += "~0";
-    } else if (c == '/') {
-      out += "~1";
-    } else {
-      out += c;
-    }
-  }
-  return out;
 }
 
 }  // namespace
@@ -88,11 +74,12 @@ Json ackMergePatch(const HandoffView& view, AckedBy by) {
 }
 
 Json ackJsonPatch(const HandoffView& view, AckedBy by) {
-  const std::string base = "/metadata/annotations/";
   return Json::array({
       {{"op", "test"}, {"path", "/metadata/resourceVersion"}, {"value", view.resource_version}},
-      {{"op", "add"}, {"path", base + pointerToken(kHandoffAckedAnnotation)}, {"value", std::to_string(view.token)}},
-      {{"op", "add"}, {"path", base + pointerToken(kHandoffAckedByAnnotation)}, {"value", ackedByName(by)}},
+      {{"op", "add"},
+       {"path", kube::annotationPointer(kHandoffAckedAnnotation)},
+       {"value", std::to_string(view.token)}},
+      {{"op", "add"}, {"path", kube::annotationPointer(kHandoffAckedByAnnotation)}, {"value", ackedByName(by)}},
   });
 }
 

@@ -2,7 +2,11 @@
 // (singleton-elect, singleton-operator). LeaderElector::create checks how they relate.
 #pragma once
 
+#include <string>
+#include <utility>
+
 #include "util/clock.h"
+#include "util/duration.h"
 #include "util/flags.h"
 
 namespace singleton::election {
@@ -24,6 +28,21 @@ inline void addRenewIntervalFlag(util::FlagSet& flags, util::Millis& renew_inter
   flags.addDuration("renew-interval", renew_interval, "D",
                     "interval between the leader's renewals while they succeed; default: a third of lease-duration "
                     "(at most renew-deadline - retry-period); must be less than renew-deadline");
+}
+
+// --grace-period: how long a supervised command may take after SIGTERM. `set` records that it was given (the default
+// depends on the Lease's duration, known later for the agent).
+inline void addGracePeriodFlag(util::FlagSet& flags, util::Millis& grace_period, bool& set, const std::string& help) {
+  flags.addFunc(
+      "grace-period",
+      [&grace_period, &set](const std::string& value) -> util::Status {
+        auto d = util::parseDuration(value);
+        if (!d.ok()) return std::move(d).takeError();
+        grace_period = *d;
+        set = true;
+        return {};
+      },
+      "D", help);
 }
 
 }  // namespace singleton::election

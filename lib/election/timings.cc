@@ -15,6 +15,14 @@ Millis stopBudget(Millis lease_duration, Millis renew_deadline) {
   return lease_duration - renew_deadline - driftMargin(lease_duration);
 }
 
+Millis killWait(Millis lease_duration, Millis renew_deadline) {
+  return std::max(Millis(0), std::min(Millis(500), stopBudget(lease_duration, renew_deadline) / 4));
+}
+
+Millis defaultGracePeriod(Millis lease_duration, Millis renew_deadline) {
+  return std::max(Millis(0), stopBudget(lease_duration, renew_deadline) - killWait(lease_duration, renew_deadline));
+}
+
 Millis defaultRenewInterval(Millis lease_duration, Millis renew_deadline, Millis retry_period) {
   return std::max(Millis(1), std::min(lease_duration / 3, renew_deadline - retry_period));
 }

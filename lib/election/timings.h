@@ -26,6 +26,11 @@ struct Timings {
 util::Millis driftMargin(util::Millis lease_duration);
 // How long the leader's work may take to stop: lease_duration - renew_deadline - driftMargin (may be <= 0).
 util::Millis stopBudget(util::Millis lease_duration, util::Millis renew_deadline);
+// A supervised command's stop is SIGTERM, a grace period, SIGKILL, reaped. The reap gets a share of the stop budget of
+// its own: a quarter, at most 500 ms (a killed process is reaped in milliseconds unless the kernel is stuck on it).
+util::Millis killWait(util::Millis lease_duration, util::Millis renew_deadline);
+// The longest grace period that keeps the whole stop within the budget: stopBudget - killWait, at least 0.
+util::Millis defaultGracePeriod(util::Millis lease_duration, util::Millis renew_deadline);
 // A third of the lease, but at most renew_deadline - retry_period so at least one retry fits before the deadline.
 util::Millis defaultRenewInterval(util::Millis lease_duration, util::Millis renew_deadline, util::Millis retry_period);
 // The renew interval in force: `t.renew_interval`, or the default when it is 0.

@@ -34,7 +34,7 @@ constexpr const char* kNs = "default";
 constexpr int kLeaseSeconds = 4;
 constexpr auto kRenewDeadline = 2s;
 constexpr auto kRenewInterval = 500ms;
-// What the agent derives for a 4s lease and a 2s deadline (cli::agentGracePeriod, agentKillWait).
+// What the agent derives for a 4s lease and a 2s deadline (election::defaultGracePeriod, killWait).
 constexpr auto kGrace = 1200ms;
 constexpr auto kKillWait = 400ms;
 

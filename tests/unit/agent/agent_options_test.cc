@@ -1,4 +1,5 @@
 #include "cli/singleton-agent/options.h"
+#include "election/timings.h"
 
 #include <gtest/gtest.h>
 
@@ -111,12 +112,12 @@ TEST(AgentOptionsTest, HelpAndVersion) {
 
 TEST(AgentOptionsTest, GracePeriodDerivedFromTheLease) {
   // 15s lease, 10s deadline: budget 3.5s, reap wait 500ms, grace 3s (as singleton-elect's).
-  EXPECT_EQ(agentKillWait(15s, 10s), 500ms);
-  EXPECT_EQ(agentGracePeriod(15s, 10s), 3s);
+  EXPECT_EQ(election::killWait(15s, 10s), 500ms);
+  EXPECT_EQ(election::defaultGracePeriod(15s, 10s), 3s);
   // 4s lease, 2s deadline: budget 1.6s, reap wait 400ms, grace 1.2s.
-  EXPECT_EQ(agentKillWait(4s, 2s), 400ms);
-  EXPECT_EQ(agentGracePeriod(4s, 2s), 1200ms);
-  EXPECT_LE(agentGracePeriod(4s, 4s), 0ms);
+  EXPECT_EQ(election::killWait(4s, 2s), 400ms);
+  EXPECT_EQ(election::defaultGracePeriod(4s, 2s), 1200ms);
+  EXPECT_LE(election::defaultGracePeriod(4s, 4s), 0ms);
 }
 
 }  // namespace

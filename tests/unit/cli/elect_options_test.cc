@@ -1,5 +1,7 @@
 #include "cli/singleton-elect/options.h"
 
+#include "election/timings.h"
+
 #include <gtest/gtest.h>
 
 namespace singleton::cli {
@@ -84,7 +86,7 @@ TEST(ElectOptionsTest, GracePeriodIsDerivedFromTheTimingsSoTheStopEndsBeforeARiv
   auto o = parseElectOptions({"--lease", "ns/x"});
   ASSERT_TRUE(o.ok());
   EXPECT_EQ(o->grace_period, 3s);
-  EXPECT_EQ(killWait(15s, 10s), 500ms);
+  EXPECT_EQ(election::killWait(15s, 10s), 500ms);
   // 4 - 3 - 0.4 = 600 ms; a quarter of it for the reap.
   auto fast = parseElectOptions(
       {"--lease", "ns/x", "--lease-duration", "4s", "--renew-deadline", "3s", "--retry-period", "1s"});

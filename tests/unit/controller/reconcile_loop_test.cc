@@ -92,10 +92,19 @@ TEST_F(ReconcileLoopTest, AnErrorWithRetryAfterWaitsThatLongAndStillCountsAsAFai
   EXPECT_EQ(count("error"), 1);
 }
 
-TEST_F(ReconcileLoopTest, RequeueComesBackAtOnceAndRequeueAfterLater) {
+TEST_F(ReconcileLoopTest, RequeueComesBackOnTheKeysBackoffAndRequeueAfterLater) {
   reconciler_.result = resultOf(Action::kRequeue);
   once("ns/a");
-  EXPECT_EQ(queue_.len(), 1u);  // re-queued by done()
+  EXPECT_EQ(queue_.len(), 0u);
+  clock_.advance(5ms);  // the first conflict: back after the base delay
+  EXPECT_EQ(queue_.len(), 1u);
+  EXPECT_EQ(queue_.get(), "ns/a");
+  queue_.done("ns/a");
+  once("ns/a");  // a second conflict in a row: twice as long
+  clock_.advance(9ms);
+  EXPECT_EQ(queue_.len(), 0u) << "a conflict that persists must back off, not spin";
+  clock_.advance(1ms);
+  EXPECT_EQ(queue_.len(), 1u);
   EXPECT_EQ(queue_.get(), "ns/a");
   queue_.done("ns/a");
 
@@ -106,7 +115,7 @@ TEST_F(ReconcileLoopTest, RequeueComesBackAtOnceAndRequeueAfterLater) {
   EXPECT_EQ(queue_.numRequeues("ns/b"), 0);
   clock_.advance(5'000ms);
   EXPECT_EQ(queue_.len(), 1u);
-  EXPECT_EQ(count("requeue"), 2);
+  EXPECT_EQ(count("requeue"), 3);
 }
 
 }  // namespace
