@@ -211,7 +211,7 @@ TEST(ReconcilerHandoffTest, ConflictOnTheAckRereadsAndDecidesAgain) {
     l["metadata"]["annotations"][election::kHandoffAckedAnnotation] = "1";
     l["metadata"]["annotations"][election::kHandoffAckedByAnnotation] = "agent";
   }));
-  EXPECT_EQ(h.reconcileStale("w").action, Action::kRequeue) << "409: re-read, decide again at once";
+  EXPECT_EQ(h.reconcileStale("w").action, Action::kRequeue) << "409: re-read and decide again (on the key's backoff)";
   EXPECT_EQ(annotation(*h.lease("w"), election::kHandoffAckedByAnnotation), "agent");
   EXPECT_TRUE(h.leaders().empty());
 
