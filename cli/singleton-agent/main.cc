@@ -37,14 +37,8 @@ int main(int argc, char** argv) {
   auto parsed = cli::parseAgentOptions(std::vector<std::string>(argv + 1, argv + argc), cli::agentEnvironment());
   if (!parsed.ok()) return fail(kExitUsage, parsed.error().message);
   const cli::AgentOptions& options = *parsed;
-  if (options.help) {
-    std::cout << cli::agentUsage();
-    return 0;
-  }
-  if (options.version) {
-    std::cout << "singleton-agent 0.1.0\n";
-    return 0;
-  }
+  if (auto exit_code = util::answerHelpOrVersion(kProgram, options.help, options.version, cli::agentUsage))
+    return *exit_code;
   if (!options.role_dir.empty() && !std::filesystem::is_directory(options.role_dir)) {
     return fail(kExitUsage, "--role-dir: \"" + options.role_dir + "\" is not a directory");
   }

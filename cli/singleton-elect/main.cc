@@ -60,14 +60,8 @@ int main(int argc, char** argv) {
   auto parsed = cli::parseElectOptions(std::vector<std::string>(argv + 1, argv + argc));
   if (!parsed.ok()) return fail(kExitUsage, parsed.error().message);
   const cli::ElectOptions& options = *parsed;
-  if (options.help) {
-    std::cout << cli::electUsage();
-    return 0;
-  }
-  if (options.version) {
-    std::cout << "singleton-elect 0.1.0\n";
-    return 0;
-  }
+  if (auto exit_code = util::answerHelpOrVersion(kProgram, options.help, options.version, cli::electUsage))
+    return *exit_code;
 
   log::setup(options.log_format, options.log_level, nullptr, kProgram);
 

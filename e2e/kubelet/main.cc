@@ -38,10 +38,7 @@ int main(int argc, char** argv) {
   auto parsed = sim::parseOptions(std::vector<std::string>(argv + 1, argv + argc));
   if (!parsed.ok()) return fail(kExitUsage, parsed.error().message);
   const sim::Options& options = *parsed;
-  if (options.help) {
-    std::cout << sim::usage();
-    return 0;
-  }
+  if (auto exit_code = util::answerHelpOrVersion(kProgram, options.help, false, sim::usage)) return *exit_code;
 
   log::setup(options.log_format, options.log_level, nullptr, kProgram);
 

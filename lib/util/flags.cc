@@ -185,4 +185,17 @@ int fail(std::string_view program, int code, std::string_view message) {
   return code;
 }
 
+std::optional<int> answerHelpOrVersion(std::string_view program, bool help, bool version,
+                                       const std::function<std::string()>& usage) {
+  if (help) {
+    std::cout << usage();
+    return 0;
+  }
+  if (version) {
+    std::cout << program << ' ' << kVersion << '\n';
+    return 0;
+  }
+  return std::nullopt;
+}
+
 }  // namespace singleton::util

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -69,5 +70,12 @@ class FlagSet {
 // For main's failure paths: prints "program: message" to stderr as one line and returns code, so that
 // `return fail(...)` leaves main through its destructors.
 int fail(std::string_view program, int code, std::string_view message);
+
+// The project's version, printed by every binary's --version.
+inline constexpr std::string_view kVersion = "0.1.0";
+// --help and --version, alike in every binary: prints the usage, or "<program> <kVersion>", to stdout and returns the
+// exit code (0); nullopt when neither was asked for.
+std::optional<int> answerHelpOrVersion(std::string_view program, bool help, bool version,
+                                       const std::function<std::string()>& usage);
 
 }  // namespace singleton::util

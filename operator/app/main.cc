@@ -26,14 +26,7 @@ int main(int argc, char** argv) {
   auto parsed = op::parseOptions(std::vector<std::string>(argv + 1, argv + argc), op::readEnvironment());
   if (!parsed.ok()) return fail(kExitUsage, parsed.error().message);
   const op::Options& options = *parsed;
-  if (options.help) {
-    std::cout << op::usage();
-    return 0;
-  }
-  if (options.version) {
-    std::cout << "singleton-operator 0.1.0\n";
-    return 0;
-  }
+  if (auto exit_code = util::answerHelpOrVersion(kProgram, options.help, options.version, op::usage)) return *exit_code;
   log::setup(options.log_format, options.log_level);
 
   auto transport = op::connect(options);

@@ -54,6 +54,8 @@ inline void echo(const TestRequest& request, TestConnection& connection) {
 }
 
 // Never answers.
-inline void hang(const TestRequest&, TestConnection& connection) { connection.waitForPeerClose(std::chrono::seconds(5)); }
+inline void hang(const TestRequest&, TestConnection& connection) {
+  connection.waitForPeerClose(std::chrono::seconds(5));
+}
 
 }  // namespace singleton::kube::testing_support

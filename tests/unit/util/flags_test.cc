@@ -231,5 +231,18 @@ TEST(FailTest, ReturnsTheCode) {
   EXPECT_EQ(testing::internal::GetCapturedStderr(), "prog: bad flag\n");
 }
 
+TEST(FlagsTest, HelpAndVersionAreAnsweredAlikeInEveryBinary) {
+  const auto usage = [] { return std::string("usage: prog\n"); };
+  EXPECT_EQ(answerHelpOrVersion("prog", false, false, usage), std::nullopt);
+
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(answerHelpOrVersion("prog", true, true, usage), 0);  // --help wins
+  EXPECT_EQ(testing::internal::GetCapturedStdout(), "usage: prog\n");
+
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(answerHelpOrVersion("prog", false, true, usage), 0);
+  EXPECT_EQ(testing::internal::GetCapturedStdout(), "prog " + std::string(kVersion) + "\n");
+}
+
 }  // namespace
 }  // namespace singleton::util
