@@ -2,7 +2,8 @@
 //
 // Actors: 3 operator replicas, op-0 and op-1 each behind its own TcpProxy, op-2 behind an ApiProxy (HTTP-aware: it
 // answers, delays or drops single requests; see kApiReplica); the simulated kubelet (3 Nodes); 20 SingletonWorkloads of
-// 1-3 pods; 3 singleton-elect groups of 3 candidates, each candidate behind its own TcpProxy, whose COMMAND is
+// 1-3 pods, 4 of which (kAgentWorkloads) run real processes, `singleton-agent -- singleton-activity` (see
+// chaos/agent_workloads.h); 3 singleton-elect groups of 3 candidates, each candidate behind its own TcpProxy, whose COMMAND is
 // singleton-fenced-client writing with its fencing token to the group's FencedStore. Timings: lease 4 s, renew
 // deadline 3 s, retry 1 s (operators and candidates).
 //
@@ -18,8 +19,11 @@
 // armed (a follower makes few writes, so a 409 may not fire).
 //
 // Invariants, checked by independent observers, never by the operator's own view:
-//   - never two pods of a workload labelled leader, every leader's token above every earlier one of the workload
-//     (LeaderAuditor: its own pod watch, not through any proxy);
+//   - never two pods of a workload labelled leader, every leader's token above every earlier one of the workload object
+//     (LeaderAuditor: its own pod watch, not through any proxy; per workload uid, so a re-created workload may start
+//     again);
+//   - per agent workload, never two COMMAND windows overlapping, and a window of another pod always with a higher
+//     token (the processes' own activity logs, on CLOCK_MONOTONIC);
 //   - per elect group, the fenced store's merged history is linearizable as a fenced register and no stale write was
 //     accepted (tests/unit/support/fenced_register.h);
 //   - after the last fault clears, within kFinalBound: every workload with a Ready replica has exactly one steady
@@ -30,7 +34,8 @@
 //     exits 1 by design and is restarted, counted apart).
 // Per fault, the recovery time is measured from the moment it clears to the first instant its scope is healthy again
 // (operators: a replica not under a fault renews the operators' Lease; group: a running, unfrozen candidate's command
-// writes to the store; workload: one Ready leader, the desired number of Ready pods).
+// writes to the store; workload: one Ready leader, the desired number of Ready pods, all of the current template, and
+// for an agent workload the leader's COMMAND running).
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -56,6 +61,8 @@
 #include <thread>
 #include <vector>
 
+#include "chaos/agent_workloads.h"
+#include "chaos/peers.h"
 #include "kube/config.h"
 #include "support/elect_candidate.h"
 #include "support/fenced_register.h"
@@ -74,6 +81,12 @@ static auto* const kClusterEnv = ::testing::AddGlobalTestEnvironment(new Cluster
 const kube::Resource kWorkloadResource{"singleton.dev", "v1alpha1", "singletonworkloads", true};
 
 constexpr int kWorkloadCount = 20;
+// The workloads whose pods run singleton-agent around singleton-activity (w01, w06, w11, w16: 2 replicas each).
+bool isAgentWorkload(int index) { return index % 5 == 1; }
+// An agent is frozen for less than the workloads' lease (15 s) less the agent's renew deadline: within the bound of
+// docs/handoff.md (a process frozen past it can act when it resumes; that is the documented exposure, not tested).
+constexpr int kAgentFreezeMinMs = 2000;
+constexpr int kAgentFreezeMaxMs = 6000;
 constexpr int kGroupCount = 3;
 constexpr int kCandidatesPerGroup = 3;
 constexpr auto kRecoveryBound = 60s;  // per fault: counted as recovered within this
@@ -123,6 +136,10 @@ enum class Kind {
   kSwitchover,
   kScale,
   kLeaseDelete,
+  kTemplateChange,
+  kRecreate,
+  kAgentKill,
+  kAgentStop,
   kNodeHeartbeat,
   kApiConflict,
   kApiThrottle,
@@ -131,6 +148,9 @@ enum class Kind {
   kApiDropAnswer,
   kApiWatchLag,
   kApiDelay,
+  kApiHold,
+  kClientGoKill,
+  kClientGoStop,
 };
 
 // What a fault's recovery is measured on.
@@ -161,6 +181,11 @@ constexpr std::array kKinds = {
     KindInfo{Kind::kSwitchover, "switchover annotation", 5, Scope::kWorkload},
     KindInfo{Kind::kScale, "scale up/down (1-3)", 4, Scope::kWorkload},
     KindInfo{Kind::kLeaseDelete, "workload Lease deleted", 5, Scope::kWorkload},
+    KindInfo{Kind::kTemplateChange, "pod template changed (rolling update)", 4, Scope::kWorkload},
+    KindInfo{Kind::kRecreate, "workload deleted and re-created", 2, Scope::kWorkload},
+    // On the agent workloads only.
+    KindInfo{Kind::kAgentKill, "agent SIGKILL (its COMMAND dies with it)", 5, Scope::kWorkload},
+    KindInfo{Kind::kAgentStop, "agent SIGSTOP 2-6 s, SIGCONT", 4, Scope::kWorkload},
     KindInfo{Kind::kNodeHeartbeat, "node heartbeat stopped 12-15 s", 1, Scope::kAllWorkloads},
     // On op-2's ApiProxy, preferably while op-2 leads.
     KindInfo{Kind::kApiConflict, "api 409 (2-6 writes, 2-5 s)", 8, Scope::kOperators},
@@ -170,10 +195,24 @@ constexpr std::array kKinds = {
     KindInfo{Kind::kApiDropAnswer, "answer dropped after apply (1, 3-6 s)", 8, Scope::kOperators},
     KindInfo{Kind::kApiWatchLag, "watch lag 1-3 s (5-10 s)", 8, Scope::kOperators},
     KindInfo{Kind::kApiDelay, "request delay 100 ms-5 s (3-8 s)", 8, Scope::kOperators},
+    KindInfo{Kind::kApiHold, "write held on the wire past a hand-over", 4, Scope::kOperators},
+    // On the client-go candidate of group 0 (kClientGoGroup), when its binary is there.
+    KindInfo{Kind::kClientGoKill, "client-go candidate SIGKILL + restart", 4, Scope::kGroup},
+    KindInfo{Kind::kClientGoStop, "client-go candidate SIGSTOP > lease", 3, Scope::kGroup},
 };
 
 // The operator replica behind an ApiProxy (the others keep their TcpProxy for blackholes and resets).
 constexpr int kApiReplica = 2;
+
+// client-go's leader-election example joins this group as a 4th candidate (a mixed fleet on one Lease).
+constexpr int kClientGoGroup = 0;
+// Clock faults (libfaketime): this operator replica runs 30 s ahead and 2 % fast, this candidate 30 s behind and 2 %
+// slow; within the drift margin of lib/election/timings.h (10 % of the lease).
+constexpr int kFakeTimeReplica = 1;
+constexpr const char* kFakeTimeOperator = "+30s x1.02";
+constexpr int kFakeTimeGroup = 1;
+constexpr int kFakeTimeCandidate = 2;
+constexpr const char* kFakeTimeCandidateSpec = "-30s x0.98";
 
 const KindInfo& info(Kind kind) {
   for (const auto& k : kKinds) {
@@ -184,7 +223,8 @@ const KindInfo& info(Kind kind) {
 
 bool usesApi(Kind kind) {
   return kind == Kind::kPodDelete || kind == Kind::kPodUnready || kind == Kind::kSwitchover || kind == Kind::kScale ||
-         kind == Kind::kLeaseDelete || kind == Kind::kNodeHeartbeat;
+         kind == Kind::kLeaseDelete || kind == Kind::kNodeHeartbeat || kind == Kind::kTemplateChange ||
+         kind == Kind::kRecreate;
 }
 bool controlPlane(Kind kind) { return info(kind).scope == Scope::kControlPlane; }
 bool apiAnswer(Kind kind) {
@@ -214,7 +254,9 @@ class Campaign {
     std::unique_ptr<Process> process;
     std::unique_ptr<TcpProxy> proxy;
     std::filesystem::path kubeconfig;
-    bool killed = false;  // we SIGKILLed this incarnation
+    bool client_go = false;  // client-go's example, not singleton-elect
+    std::string faketime;    // FAKETIME it runs under ("": the real clocks)
+    bool killed = false;     // we SIGKILLed this incarnation
     bool stopped = false;
     bool busy = false;
   };
@@ -230,13 +272,20 @@ class Campaign {
     std::string name;
     int replicas = 2;
     bool busy = false;
+    bool deleted = false;  // between the delete and the re-create of kRecreate
+    int template_revision = 0;
+    std::set<std::string> stale_hashes;          // template hashes before the last template change
+    std::unique_ptr<chaos::ActivityTail> tail;   // agent workloads: their pods' COMMAND windows
   };
   struct Active {
     Kind kind;
     int target = -1;
     Clock::time_point clear_at;
     std::function<void()> clear;
+    // When set, the clear also waits (without holding up the loop) until this holds, at most kClearWait past clear_at.
+    std::function<bool()> ready_to_clear;
   };
+  static constexpr auto kClearWait = 60s;
   struct Pending {
     Kind kind;
     int target = -1;
@@ -279,17 +328,44 @@ class Campaign {
     if (!transport.ok()) throw std::runtime_error("transport: " + transport.error().describe());
     monitor_client_ = std::make_unique<kube::Client>(*transport);
     monitor_ = std::thread([this] { monitorLoop(); });
+    client_go_binary_ = chaos::clientGoExample(h_.cluster().binDir());
+    if (!client_go_binary_) {
+      std::cout << "[chaos] no " << (h_.cluster().binDir() / "leader-election-example").string()
+                << ": the client-go candidate and its kinds are skipped" << std::endl;
+    }
+    fake_time_library_ = chaos::fakeTimeLibrary();
+    if (!fake_time_library_) {
+      std::cout << "[chaos] libfaketime is not installed (scripts/deps.sh): the clock faults are skipped" << std::endl;
+    } else {
+      std::cout << "[chaos] clock faults (libfaketime"
+                << (chaos::addressSanitizerBuild() ? ", ASan: verify_asan_link_order=0" : "") << "): op-"
+                << kFakeTimeReplica << " under FAKETIME=\"" << kFakeTimeOperator << "\", candidate g" << kFakeTimeGroup
+                << "c" << kFakeTimeCandidate << " under FAKETIME=\"" << kFakeTimeCandidateSpec << "\"" << std::endl;
+      // The harness started it on the real clocks.
+      h_.signalOperator(kFakeTimeReplica, SIGTERM);
+      if (!h_.waitOperatorExit(kFakeTimeReplica, 15s)) h_.signalOperator(kFakeTimeReplica, SIGKILL);
+      h_.waitOperatorExit(kFakeTimeReplica, 5s);
+      startOperator(kFakeTimeReplica);
+    }
 
+    const auto dir = h_.cluster().dir() / "chaos";
+    std::filesystem::create_directories(dir);
     for (int i = 0; i < kWorkloadCount; ++i) {
       Workload w;
       w.name = "w" + std::string(i < 10 ? "0" : "") + std::to_string(i);
       w.replicas = i % 5 == 0 ? 3 : 2;
-      auto r = h_.createWorkload(workloadObject(ns_, w.name, w.replicas));
+      if (isAgentWorkload(i)) {
+        // Fresh per run (a kept cluster directory must not mix an earlier run's windows in).
+        const auto activity = dir / (ns_ + "-activity-" + w.name);
+        std::filesystem::remove_all(activity);
+        std::filesystem::create_directories(activity);
+        std::filesystem::permissions(activity, std::filesystem::perms::all);
+        w.tail = std::make_unique<chaos::ActivityTail>(activity);
+      }
+      auto r = h_.createWorkload(objectOf(w));
       if (!r.ok()) throw std::runtime_error("create workload " + w.name + ": " + r.error().describe());
-      workloads_.push_back(w);
+      workloads_.push_back(std::move(w));
     }
-    const auto dir = h_.cluster().dir() / "chaos";
-    std::filesystem::create_directories(dir);
     for (int g = 0; g < kGroupCount; ++g) {
       Group group;
       group.lease = ns_ + "/chaos-g" + std::to_string(g);
@@ -298,10 +374,13 @@ class Campaign {
       group.dir = dir / ("g" + std::to_string(g));
       std::filesystem::create_directories(group.dir);
       groups_.push_back(std::move(group));
-      for (int c = 0; c < kCandidatesPerGroup; ++c) {
+      const int candidates = kCandidatesPerGroup + (g == kClientGoGroup && client_go_binary_ ? 1 : 0);
+      for (int c = 0; c < candidates; ++c) {
         auto cand = std::make_unique<Candidate>();
         cand->group = g;
         cand->index = c;
+        cand->client_go = c == kCandidatesPerGroup;
+        if (fake_time_library_ && g == kFakeTimeGroup && c == kFakeTimeCandidate) cand->faketime = kFakeTimeCandidateSpec;
         cand->proxy = std::make_unique<TcpProxy>(h_.cluster().apiserverPort());
         cand->kubeconfig = dir / ("kubeconfig-g" + std::to_string(g) + "c" + std::to_string(c));
         cand->proxy->writeKubeconfig(h_.cluster().kubeconfigPath(), cand->kubeconfig);
@@ -314,17 +393,25 @@ class Campaign {
   // Everything healthy before the first fault (else the first recoveries measure the start-up).
   bool waitHealthy(std::chrono::milliseconds timeout) {
     const auto since = Clock::now();
-    return eventually(
+    std::string unhealthy;
+    const bool healthy = eventually(
         [&] {
           observe();
-          if (!operatorsHealthy(since - 1h)) return false;
+          checkActivity();
+          unhealthy.clear();
+          if (!operatorsHealthy(since - 1h)) unhealthy += " operators";
           for (int g = 0; g < kGroupCount; ++g) {
-            if (!groupHealthy(g, since - 1h)) return false;
+            if (!groupHealthy(g, since - 1h)) unhealthy += " group" + std::to_string(g);
           }
           const auto ok = workloadsHealthy();
-          return std::all_of(ok.begin(), ok.end(), [](bool b) { return b; });
+          for (std::size_t i = 0; i < ok.size(); ++i) {
+            if (!ok[i]) unhealthy += " " + workloads_[i].name;
+          }
+          return unhealthy.empty();
         },
         timeout, 100ms);
+    if (!healthy) std::cout << "[chaos] not healthy:" << unhealthy << std::endl;
+    return healthy;
   }
 
   // --- the run ------------------------------------------------------------------------------------------------------
@@ -365,7 +452,7 @@ class Campaign {
     auto remaining = [&] {
       return std::max(0ms, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
     };
-    h_.ensureOperatorsRunning();
+    ensureOperatorsRunning();
     bool ops = eventually(
         [&] {
           observe();
@@ -385,7 +472,18 @@ class Campaign {
       }
     }
     for (const auto& w : workloads_) {
-      if (steady_leader(w.name, remaining())) continue;
+      if (steady_leader(w.name, remaining())) {
+        if (w.tail && !eventually(
+                          [&] {
+                            checkActivity();
+                            return leaderCommandRunning(w);
+                          },
+                          remaining(), 100ms)) {
+          out.failures.push_back("agent workload " + w.name + " has a leader but its COMMAND is not running");
+          failed_workloads_.insert(w.name);
+        }
+        continue;
+      }
       // Only a workload with a Ready replica must have a leader.
       bool any_ready = false;
       auditor_.waitUntil(
@@ -416,6 +514,7 @@ class Campaign {
   };
   std::vector<GroupHistory> checkHistories() {
     stopCandidates();
+    checkActivity();
     std::vector<GroupHistory> out;
     for (const auto& g : groups_) {
       std::vector<std::string> lines;
@@ -454,6 +553,13 @@ class Campaign {
   const std::map<Kind, KindStats>& stats() const { return stats_; }
   const std::vector<std::string>& unexpectedExits() const { return unexpected_exits_; }
   const std::vector<std::string>& injectionErrors() const { return injection_errors_; }
+  const std::vector<std::string>& activityViolations() const { return activity_violations_; }
+  // Windows read from the agent workloads' activity logs, and the workloads still with a COMMAND running.
+  std::size_t activityWindows() const {
+    std::size_t n = 0;
+    for (const auto& w : workloads_) n += w.tail ? w.tail->windowCount() : 0;
+    return n;
+  }
   int lostLeadershipExits() const { return lost_leadership_exits_; }
   int maxConcurrent() const { return max_concurrent_; }
   int noReadyReplica() const { return no_ready_replica_; }
@@ -470,11 +576,66 @@ class Campaign {
     c.killed = false;
     c.stopped = false;
     const Group& g = groups_[static_cast<std::size_t>(c.group)];
-    c.process =
-        electCandidate(g.lease, c.writer,
-                       {clientBinary(), "--port", std::to_string(g.store->port()), "--writer", c.writer, "--history",
-                        (g.dir / (c.writer + ".history")).string(), "--interval-ms", std::to_string(interval_ms_)},
-                       c.kubeconfig.string());
+    if (c.client_go) {
+      c.process = chaos::clientGoCandidate(*client_go_binary_, c.kubeconfig.string(), g.lease, c.writer);
+      return;
+    }
+    std::vector<std::string> command = {clientBinary(),
+                                        "--port",
+                                        std::to_string(g.store->port()),
+                                        "--writer",
+                                        c.writer,
+                                        "--history",
+                                        (g.dir / (c.writer + ".history")).string(),
+                                        "--interval-ms",
+                                        std::to_string(interval_ms_)};
+    if (c.faketime.empty()) {
+      c.process = electCandidate(g.lease, c.writer, command, c.kubeconfig.string());
+      return;
+    }
+    // Only the elector's clocks are faked: its COMMAND's history is timed on the real monotonic clock, as every other
+    // writer's (the linearizability check compares them).
+    command.insert(command.begin(), {"/usr/bin/env", "-u", "LD_PRELOAD", "-u", "FAKETIME"});
+    c.process = chaos::electCandidateWithEnvironment(g.lease, c.writer, command, c.kubeconfig.string(),
+                                                     chaos::fakeTimeEnvironment(*fake_time_library_, c.faketime));
+  }
+
+  // (Re)starts operator replica `i`, under libfaketime for kFakeTimeReplica. The harness has no per-replica
+  // environment: the variables are set in this process only while it spawns the replica (Process copies `environ`),
+  // on the campaign's thread, the only one that starts processes.
+  void startOperator(int i) {
+    if (i != kFakeTimeReplica || !fake_time_library_) {
+      h_.startOperator(i);
+      return;
+    }
+    const auto env = chaos::fakeTimeEnvironment(*fake_time_library_, kFakeTimeOperator);
+    std::map<std::string, std::optional<std::string>> saved;
+    for (const auto& [name, value] : env) {
+      const char* old = std::getenv(name.c_str());
+      saved[name] = old != nullptr ? std::optional<std::string>(old) : std::nullopt;
+      ::setenv(name.c_str(), value.c_str(), 1);
+    }
+    const auto restore = [&] {
+      for (const auto& [name, old] : saved) {
+        if (old) {
+          ::setenv(name.c_str(), old->c_str(), 1);
+        } else {
+          ::unsetenv(name.c_str());
+        }
+      }
+    };
+    try {
+      h_.startOperator(i);
+    } catch (...) {
+      restore();
+      throw;
+    }
+    restore();
+  }
+  void ensureOperatorsRunning() {
+    for (int i = 0; i < h_.operatorCount(); ++i) {
+      if (!h_.operatorRunning(i)) startOperator(i);
+    }
   }
 
   void stopCandidates() {
@@ -507,15 +668,16 @@ class Campaign {
       const auto status = h_.waitOperatorExit(i, 0ms);
       unexpected_exits_.push_back("operator op-" + std::to_string(i) + " exited with status " +
                                   std::to_string(status.value_or(-1)) + "\n" + h_.operatorLogTail(i, 30));
-      h_.startOperator(i);
+      startOperator(i);
     }
     for (auto& c : candidates_) {
       if (c->stopped || c->process->running()) continue;
       const int status = c->process->wait(0ms).value_or(-1);
       if (status == 128 + SIGKILL && c->killed) {
         // ours
-      } else if (status == 1) {
-        ++lost_leadership_exits_;  // its term ended (frozen or cut off past the lease): by design, a restart
+      } else if (status == (c->client_go ? 0 : 1)) {
+        // Its term ended (frozen or cut off past the lease): by design, a restart. client-go's example exits 0.
+        ++lost_leadership_exits_;
       } else {
         unexpected_exits_.push_back(
             "candidate " + c->writer + " exited with status " + std::to_string(status) + "\n" +
@@ -537,6 +699,15 @@ class Campaign {
   void monitorLoop() {
     std::string last_rv;
     while (!monitor_stop_) {
+      for (int g = 0; g < kGroupCount; ++g) {
+        auto lease = monitor_client_->get(kube::kLeases, ns_, "chaos-g" + std::to_string(g));
+        if (!lease.ok()) continue;
+        const std::string rv = (*lease)["metadata"].value("resourceVersion", "");
+        std::lock_guard lock(monitor_mutex_);
+        LeaseSeen& seen = group_leases_[static_cast<std::size_t>(g)];
+        if (rv == seen.resource_version) continue;
+        seen = {(*lease)["spec"].value("holderIdentity", ""), rv, Clock::now()};
+      }
       auto lease = monitor_client_->get(kube::kLeases, kOperatorNamespace, kOperatorLease);
       if (lease.ok()) {
         const std::string rv = (*lease)["metadata"].value("resourceVersion", "");
@@ -580,36 +751,83 @@ class Campaign {
   }
 
   // A running, unfrozen candidate's command wrote to the store after `since`, and lately.
+  // Or a running, unfrozen client-go candidate holds the group's Lease and renewed it after `since`, and lately.
   bool groupHealthy(int g, Clock::time_point since) {
     const Group& group = groups_[static_cast<std::size_t>(g)];
-    if (group.changed <= since || Clock::now() - group.changed > 3s) return false;
-    const std::string writer = group.value.substr(0, group.value.find('/'));
-    const Candidate* c = candidateByWriter(writer);
-    return c != nullptr && !c->stopped && c->process && c->process->running();
+    const auto runs = [](const Candidate* c) {
+      return c != nullptr && !c->stopped && c->process && c->process->running();
+    };
+    if (group.changed > since && Clock::now() - group.changed <= 3s &&
+        runs(candidateByWriter(group.value.substr(0, group.value.find('/'))))) {
+      return true;
+    }
+    LeaseSeen lease;
+    {
+      std::lock_guard lock(monitor_mutex_);
+      lease = group_leases_[static_cast<std::size_t>(g)];
+    }
+    const Candidate* holder = candidateByWriter(lease.holder);
+    return holder != nullptr && holder->client_go && runs(holder) && lease.changed > since &&
+           Clock::now() - lease.changed <= 3s;
   }
 
-  // Per workload: exactly one leader (Ready, with a token, not terminating) and the desired number of Ready pods.
+  // Per workload: exactly one leader (Ready, with a token, not terminating), the desired number of Ready pods, none
+  // of a template older than the last change, and for an agent workload the leader's COMMAND running with its token
+  // (its activity log, not the operator's view).
   std::vector<bool> workloadsHealthy() {
     std::vector<bool> out(workloads_.size(), false);
+    const auto now = Clock::now();
     auditor_.waitUntil(
         [&](const LeaderAuditor::State& s) {
           for (std::size_t i = 0; i < workloads_.size(); ++i) {
-            auto it = s.workloads.find(workloads_[i].name);
-            if (it == s.workloads.end() || it->second.leaders.size() != 1) continue;
+            const Workload& w = workloads_[i];
+            auto it = s.workloads.find(w.name);
+            if (w.deleted || it == s.workloads.end() || it->second.leaders.size() != 1) continue;
             int ready = 0, live = 0;
-            bool leader_ok = false;
+            bool leader_ok = false, current = true;
+            std::set<std::string> hashes;
             for (const auto& [name, p] : it->second.pods) {
               if (p.terminating) continue;
               ++live;
               ready += p.ready;
-              if (p.leader() && p.ready && p.token) leader_ok = true;
+              hashes.insert(p.template_hash);
+              current = current && !w.stale_hashes.contains(p.template_hash);
+              if (!p.leader() || !p.ready || !p.token) continue;
+              leader_ok = !w.tail || w.tail->running(name, std::strtoll(p.token->c_str(), nullptr, 10), now, 1000ms);
             }
-            out[i] = leader_ok && live == workloads_[i].replicas && ready == live;
+            out[i] = leader_ok && current && hashes.size() <= 1 && live == w.replicas && ready == live;
           }
           return true;
         },
         0ms);
     return out;
+  }
+
+  // The workload's object as the campaign last changed it (replicas, template revision).
+  Json objectOf(const Workload& w) const {
+    Json object = workloadObject(ns_, w.name, w.replicas);
+    if (w.tail) object = chaos::agentWorkload(std::move(object), w.tail->dir());
+    if (w.template_revision > 0) {
+      object["spec"]["template"]["metadata"]["annotations"]["chaos.singleton.dev/revision"] =
+          std::to_string(w.template_revision);
+    }
+    return object;
+  }
+
+  // The agent workload's one leader runs its COMMAND with its token (its activity log beat within the last second).
+  bool leaderCommandRunning(const Workload& w) {
+    const auto leader = auditor_.currentLeader(w.name);
+    return leader && leader->token &&
+           w.tail->running(leader->name, std::strtoll(leader->token->c_str(), nullptr, 10), Clock::now(), 1000ms);
+  }
+
+  // Reads the agent workloads' new activity and records any overlap or token order violation.
+  void checkActivity() {
+    for (auto& w : workloads_) {
+      if (!w.tail) continue;
+      w.tail->refresh();
+      for (auto& v : w.tail->newViolations()) activity_violations_.push_back(w.name + ": " + v);
+    }
   }
 
   // --- the loop
@@ -618,7 +836,9 @@ class Campaign {
   void tick() {
     const auto now = Clock::now();
     for (std::size_t i = 0; i < active_.size();) {
-      if (active_[i].clear_at <= now) {
+      const bool ready = !active_[i].ready_to_clear || now > active_[i].clear_at + kClearWait ||
+                         (active_[i].clear_at <= now && active_[i].ready_to_clear());
+      if (active_[i].clear_at <= now && ready) {
         Active a = std::move(active_[i]);
         active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(i));
         try {
@@ -632,6 +852,7 @@ class Campaign {
       }
     }
     checkProcesses();
+    checkActivity();
     observe();
     if (pending_.empty()) return;
     const auto workloads = workloadsHealthy();
@@ -716,7 +937,7 @@ class Campaign {
   }
 
   void addActive(Kind kind, int target, std::chrono::milliseconds how_long, std::function<void()> clear) {
-    active_.push_back({kind, target, Clock::now() + how_long, std::move(clear)});
+    active_.push_back({kind, target, Clock::now() + how_long, std::move(clear), nullptr});
   }
   void instant(Kind kind, int target) { pending_.push_back({kind, target, Clock::now()}); }
 
@@ -755,7 +976,7 @@ class Campaign {
         if (kind == Kind::kOpKill) {
           h_.signalOperator(i, SIGKILL);
           h_.waitOperatorExit(i, 10s);
-          h_.startOperator(i);
+          startOperator(i);
           instant(kind, i);
         } else if (kind == Kind::kOpStop) {
           op_busy_[u] = op_stopped_[u] = true;
@@ -848,6 +1069,34 @@ class Campaign {
       case Kind::kApiWatchLag:
       case Kind::kApiDelay:
         return injectApiFault(kind);
+      case Kind::kApiHold:
+        return injectHold();
+      case Kind::kClientGoKill:
+      case Kind::kClientGoStop: {
+        Candidate* c = nullptr;
+        int held = 0;
+        for (auto& cand : candidates_) {
+          if (cand->group != kClientGoGroup) continue;
+          held += cand->busy;
+          if (cand->client_go) c = cand.get();
+        }
+        if (c == nullptr || c->busy || (kind == Kind::kClientGoStop && held >= 2)) return false;
+        if (kind == Kind::kClientGoKill) {
+          c->killed = true;
+          c->process->signal(SIGKILL);
+          c->process->wait(5s);
+          startCandidate(*c);
+          instant(kind, kClientGoGroup);
+        } else {
+          c->busy = c->stopped = true;
+          c->process->signal(SIGSTOP);
+          addActive(kind, kClientGoGroup, 4000ms + hold(1000, 3000), [c] {
+            c->process->signal(SIGCONT);
+            c->busy = c->stopped = false;
+          });
+        }
+        return true;
+      }
       case Kind::kNodeHeartbeat: {
         if (activeOf([](const Active& a) { return a.kind == Kind::kNodeHeartbeat; })) return false;
         const auto nodes = h_.nodeNames();
@@ -861,9 +1110,15 @@ class Campaign {
         break;
     }
     // Workload faults.
+    const bool agent_kind = kind == Kind::kAgentKill || kind == Kind::kAgentStop;
     std::vector<int> free;
     for (std::size_t i = 0; i < workloads_.size(); ++i) {
-      if (!workloads_[i].busy) free.push_back(static_cast<int>(i));
+      const Workload& w = workloads_[i];
+      if (w.busy || (agent_kind && !w.tail)) continue;
+      // An agent workload is not re-created: its windows' tokens may start again with the new object, which the
+      // window checks (per workload name) would have to be told about.
+      if (kind == Kind::kRecreate && w.tail) continue;
+      free.push_back(static_cast<int>(i));
     }
     if (free.empty()) return false;
     const int wi = pick(free);
@@ -923,6 +1178,87 @@ class Campaign {
       case Kind::kLeaseDelete: {
         if (!h_.client().remove(kube::kLeases, ns_, w.name + "-leader").ok()) return false;
         instant(kind, wi);
+        return true;
+      }
+      case Kind::kTemplateChange: {
+        // Every pod's template is outdated now: recovered once all pods are of one newer template.
+        std::set<std::string> hashes;
+        auditor_.waitUntil(
+            [&](const LeaderAuditor::State& s) {
+              if (auto it = s.workloads.find(w.name); it != s.workloads.end()) {
+                for (const auto& [name, p] : it->second.pods) hashes.insert(p.template_hash);
+              }
+              return true;
+            },
+            0ms);
+        const Json patch = {{"spec",
+                             {{"template",
+                               {{"metadata",
+                                 {{"annotations",
+                                   {{"chaos.singleton.dev/revision", std::to_string(w.template_revision + 1)}}}}}}}}}};
+        if (!h_.client().mergePatch(kWorkloadResource, ns_, w.name, patch).ok()) return false;
+        ++w.template_revision;
+        w.stale_hashes.insert(hashes.begin(), hashes.end());
+        instant(kind, wi);
+        return true;
+      }
+      case Kind::kRecreate: {
+        if (!h_.client().remove(kWorkloadResource, ns_, w.name).ok()) return false;
+        w.busy = w.deleted = true;
+        const std::string name = w.name;
+        active_.push_back(
+            {kind, wi, Clock::now() + hold(1000, 3000),
+             [this, wi] {
+               Workload& again = workloads_[static_cast<std::size_t>(wi)];
+               again.stale_hashes.clear();  // a new object: its pods are all new
+               eventually([&] { return h_.createWorkload(objectOf(again)).ok(); }, 30s, 200ms);
+               again.busy = again.deleted = false;
+             },
+             // The old object and every pod of it gone first (their names are the new object's).
+             [this, name] {
+               bool pods_gone = false;
+               auditor_.waitUntil(
+                   [&](const LeaderAuditor::State& s) {
+                     auto it = s.workloads.find(name);
+                     pods_gone = it == s.workloads.end() || it->second.pods.empty();
+                     return true;
+                   },
+                   0ms);
+               return pods_gone && !h_.getWorkload(ns_, name);
+             }});
+        return true;
+      }
+      case Kind::kAgentKill:
+      case Kind::kAgentStop: {
+        // The leader's agent more often than not, else any live pod's.
+        std::vector<LeaderAuditor::PodView> pods;
+        auditor_.waitUntil(
+            [&](const LeaderAuditor::State& s) {
+              if (auto it = s.workloads.find(w.name); it != s.workloads.end()) {
+                for (const auto& [name, p] : it->second.pods) {
+                  if (!p.terminating) pods.push_back(p);
+                }
+              }
+              return true;
+            },
+            0ms);
+        if (pods.empty()) return false;
+        const LeaderAuditor::PodView target =
+            leader && !leader->terminating && std::bernoulli_distribution(0.6)(rng_) ? *leader : pick(pods);
+        const auto pid = chaos::agentProcessOfPod(target.uid);
+        if (!pid) return false;
+        if (kind == Kind::kAgentKill) {
+          if (::kill(*pid, SIGKILL) != 0) return false;
+          instant(kind, wi);
+          return true;
+        }
+        if (::kill(*pid, SIGSTOP) != 0) return false;
+        w.busy = true;
+        const pid_t frozen = *pid;
+        addActive(kind, wi, hold(kAgentFreezeMinMs, kAgentFreezeMaxMs), [this, frozen, wi] {
+          ::kill(frozen, SIGCONT);
+          workloads_[static_cast<std::size_t>(wi)].busy = false;
+        });
         return true;
       }
       default:
@@ -999,8 +1335,68 @@ class Campaign {
     return proxy.injectedAnswers() + proxy.delayedRequests() + proxy.drops().size();
   }
 
+  // Holds op-2's next pod write on the wire, and every write of the operators' Lease it sends meanwhile (so it cannot
+  // renew: the hand-over comes from that, nothing is frozen or cut off), while it leads; everything held is released
+  // once another replica holds the operators' Lease. What the apiserver answered each late request is recorded.
+  bool injectHold() {
+    constexpr auto u = static_cast<std::size_t>(kApiReplica);
+    if (op_busy_[u]) return false;
+    int held = 0;
+    for (bool b : op_busy_) held += b;
+    if (held >= 2) return false;
+    {
+      std::lock_guard lock(monitor_mutex_);
+      if (op_holder_ != OperatorHarness::identity(kApiReplica)) return false;
+    }
+    ApiProxy& proxy = h_.operatorApiProxy(kApiReplica);
+    const std::string operator_lease = std::string("/apis/coordination.k8s.io/v1/namespaces/") + kOperatorNamespace +
+                                       "/leases/" + kOperatorLease;
+    auto pod_write_held = std::make_shared<bool>(false);  // evaluated under the proxy's lock
+    proxy.holdRequests([operator_lease, pod_write_held](const ApiProxy::Request& r) {
+      if (r.method == "GET" || r.watch()) return false;
+      if (r.path == operator_lease) return true;
+      if (r.path.find("/pods") == std::string::npos || *pod_write_held) return false;
+      *pod_write_held = true;
+      return true;
+    });
+    op_busy_[u] = api_faulted_ = true;
+    const std::size_t before = proxy.held().size();
+    active_.push_back({Kind::kApiHold, kApiReplica, Clock::now() + 1s,
+                       [this, before] {
+                         ApiProxy& p = h_.operatorApiProxy(kApiReplica);
+                         p.holdRequests(nullptr);
+                         p.releaseHeldRequests();
+                         stats_[Kind::kApiHold].hit += p.held().size() - before;
+                         op_busy_[static_cast<std::size_t>(kApiReplica)] = api_faulted_ = false;
+                       },
+                       // Released only once another replica leads (or kClearWait later).
+                       [this] {
+                         std::lock_guard lock(monitor_mutex_);
+                         return !op_holder_.empty() && op_holder_ != OperatorHarness::identity(kApiReplica);
+                       }});
+    return true;
+  }
+
+ public:
+  // What became of the requests held on the wire (after the run): one line each.
+  std::vector<std::string> heldRequestOutcomes() {
+    std::vector<std::string> out;
+    for (const auto& r : h_.operatorApiProxy(kApiReplica).held()) {
+      std::ostringstream line;
+      line << r.method << " " << r.path << ": held "
+           << (r.released_at ? std::to_string(ms(*r.released_at - r.held_at)) + " ms" : std::string("(not released)"))
+           << (r.client_gone ? " (its sender had closed the connection)" : "") << ", the apiserver answered "
+           << (r.status ? std::to_string(r.status) : std::string("nothing"));
+      out.push_back(line.str());
+    }
+    return out;
+  }
+
+ private:
   void clearApiFaults() {
     ApiProxy& proxy = h_.operatorApiProxy(kApiReplica);
+    proxy.holdRequests(nullptr);
+    proxy.releaseHeldRequests();
     proxy.injectAnswers(nullptr, 0, ApiProxy::Answer::kConflict);
     proxy.disarmDrop();
     proxy.setWatchDelay(nullptr, 0ms);
@@ -1038,10 +1434,20 @@ class Campaign {
   std::mutex monitor_mutex_;
   std::string op_holder_;
   Clock::time_point op_renewed_{};
+  // Each group's Lease as the monitor last saw it change: a client-go leader writes no store, only its Lease.
+  struct LeaseSeen {
+    std::string holder;
+    std::string resource_version;
+    Clock::time_point changed{};
+  };
+  std::array<LeaseSeen, kGroupCount> group_leases_{};
+  std::optional<std::filesystem::path> client_go_binary_;
+  std::optional<std::filesystem::path> fake_time_library_;
 
   std::map<Kind, KindStats> stats_;
   std::vector<std::string> unexpected_exits_;
   std::vector<std::string> injection_errors_;  // a fault that could not be injected or cleared (set-up failure)
+  std::vector<std::string> activity_violations_;  // agent workloads: overlapping windows, tokens out of order
   int lost_leadership_exits_ = 0;
   bool kubelet_dead_ = false;
   int injected_ = 0;
@@ -1074,6 +1480,9 @@ TEST_F(ChaosTest, Campaign) {
   RecordProperty("chaos_seed", std::to_string(seed));
 
   // A longer campaign writes less often: the history checker's cost grows with the history.
+  // The agents' Role (docs/api.md), as the agent workloads' pods run under it.
+  const auto rbac = kubectl({"apply", "-f", std::string(SINGLETON_SOURCE_DIR) + "/manifests/agent-rbac.yaml"});
+  ASSERT_TRUE(rbac.ok()) << rbac.err;
   Campaign campaign(harness(), auditor(), ns(), seed, faults > 200 ? 250 : 100);
   ASSERT_NO_THROW(campaign.setUp());
   ASSERT_TRUE(campaign.waitHealthy(120s)) << "the actors did not settle before the first fault\n"
@@ -1105,11 +1514,14 @@ TEST_F(ChaosTest, Campaign) {
     total_unrecovered += s.unrecovered;
     std::printf("%-40s %8d %10d %12d %12lld %12lld %8s\n", k.name, s.injected, s.recovered, s.unrecovered,
                 s.recovered > 0 ? s.total_ms / s.recovered : 0LL, s.worst_ms,
-                apiAnswer(k.kind) && k.kind != Kind::kApiWatchLag ? std::to_string(s.hit).c_str() : "-");
+                (apiAnswer(k.kind) && k.kind != Kind::kApiWatchLag) || k.kind == Kind::kApiHold
+                    ? std::to_string(s.hit).c_str()
+                    : "-");
   }
   std::printf(
       "(recovery: from the fault clearing to its scope healthy again, bound %lld s; %zu still pending at the "
-      "end;\n api hits: requests op-2's ApiProxy answered itself, delayed or whose answer it dropped while armed)\n",
+      "end;\n api hits: requests op-2's ApiProxy answered itself, delayed, held or whose answer it dropped while "
+      "armed)\n",
       static_cast<long long>(kRecoveryBound.count()), campaign.unrecoveredPending());
 
   std::size_t two_leaders = 0, token_order = 0, other = 0;
@@ -1124,6 +1536,7 @@ TEST_F(ChaosTest, Campaign) {
       ++other;
     }
   }
+  for (const auto& v : campaign.activityViolations()) violating.insert(v.substr(0, v.find(':')));
   std::size_t stale = 0, nonlinear = 0;
   for (const auto& g : histories) {
     stale += g.stale;
@@ -1133,6 +1546,12 @@ TEST_F(ChaosTest, Campaign) {
   std::printf("%-66s %10zu\n", "two pods of a workload labelled leader (auditor)", two_leaders);
   std::printf("%-66s %10zu\n", "fencing token not above every earlier one (auditor)", token_order);
   std::printf("%-66s %10zu\n", "token annotation on a follower / missing on a leader (auditor)", other);
+  std::size_t overlaps = 0, window_tokens = 0;
+  for (const auto& v : campaign.activityViolations()) {
+    (v.find("overlap") != std::string::npos ? overlaps : window_tokens) += 1;
+  }
+  std::printf("%-66s %10zu\n", "two COMMAND windows of an agent workload overlapping (activity logs)", overlaps);
+  std::printf("%-66s %10zu\n", "a COMMAND window of another pod without a higher token (logs)", window_tokens);
   std::printf("%-66s %10zu\n", "elect group history not linearizable (fenced register)", nonlinear);
   std::printf("%-66s %10zu\n", "stale writes accepted by a fenced store", stale);
   std::printf("%-66s %10zu\n", "no leader within the bound after the last fault", final.failures.size());
@@ -1142,6 +1561,8 @@ TEST_F(ChaosTest, Campaign) {
       "(restarted)\n",
       final.recovered_ms ? (std::to_string(*final.recovered_ms) + " ms").c_str() : "NOT within the bound",
       campaign.noReadyReplica(), campaign.lostLeadershipExits());
+  std::printf("agent workloads: %zu COMMAND windows read from their activity logs\n", campaign.activityWindows());
+  for (const auto& line : campaign.heldRequestOutcomes()) std::printf("held on the wire: %s\n", line.c_str());
   for (std::size_t g = 0; g < histories.size(); ++g) {
     const auto& h = histories[g];
     std::printf(
@@ -1159,6 +1580,7 @@ TEST_F(ChaosTest, Campaign) {
     if (!violating.contains(w)) std::cout << "==== timeline of " << w << "\n" << auditor().describe(w) << "\n";
   }
   EXPECT_TRUE(violations.empty()) << violations.size() << " auditor violations, seed " << seed;
+  for (const auto& v : campaign.activityViolations()) ADD_FAILURE() << v << " (seed " << seed << ")";
   EXPECT_EQ(stale, 0u) << "seed " << seed;
   for (std::size_t g = 0; g < histories.size(); ++g) {
     EXPECT_TRUE(histories[g].linearizable) << "group " << g << " stuck at " << histories[g].stuck << ", seed " << seed;
