@@ -53,8 +53,8 @@ std::map<std::string, std::string> fakeTimeEnvironment(const fs::path& library, 
   std::map<std::string, std::string> env = {{"LD_PRELOAD", library.string()}, {"FAKETIME", faketime}};
   if (addressSanitizerBuild()) {
     const char* asan = std::getenv("ASAN_OPTIONS");
-    env["ASAN_OPTIONS"] = std::string(asan != nullptr && *asan != '\0' ? std::string(asan) + ":" : "") +
-                          "verify_asan_link_order=0";
+    env["ASAN_OPTIONS"] =
+        std::string(asan != nullptr && *asan != '\0' ? std::string(asan) + ":" : "") + "verify_asan_link_order=0";
   }
   return env;
 }
@@ -64,11 +64,20 @@ std::unique_ptr<Process> electCandidateWithEnvironment(const std::string& lease,
                                                        const std::string& kubeconfig,
                                                        std::map<std::string, std::string> extra_env) {
   const ElectTimings timings;
-  std::vector<std::string> argv = {electBinary(),        "--lease",           lease,
-                                   "--kubeconfig",       kubeconfig,          "--lease-duration",
-                                   timings.lease_duration, "--renew-deadline", timings.renew_deadline,
-                                   "--retry-period",     timings.retry_period, "--identity",
-                                   identity,             "--"};
+  std::vector<std::string> argv = {electBinary(),
+                                   "--lease",
+                                   lease,
+                                   "--kubeconfig",
+                                   kubeconfig,
+                                   "--lease-duration",
+                                   timings.lease_duration,
+                                   "--renew-deadline",
+                                   timings.renew_deadline,
+                                   "--retry-period",
+                                   timings.retry_period,
+                                   "--identity",
+                                   identity,
+                                   "--"};
   argv.insert(argv.end(), command.begin(), command.end());
   return std::make_unique<Process>(argv, std::move(extra_env));
 }

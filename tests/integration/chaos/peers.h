@@ -29,7 +29,8 @@ std::optional<std::filesystem::path> fakeTimeLibrary();
 bool addressSanitizerBuild();
 // The environment that runs a process under libfaketime with `faketime` (e.g. "+30s x1.02": CLOCK_REALTIME and
 // CLOCK_MONOTONIC 30 s ahead and 2 % fast). Under ASan, the runtime's check that it is loaded first is turned off.
-std::map<std::string, std::string> fakeTimeEnvironment(const std::filesystem::path& library, const std::string& faketime);
+std::map<std::string, std::string> fakeTimeEnvironment(const std::filesystem::path& library,
+                                                       const std::string& faketime);
 
 // singleton-elect as electCandidate() starts it, with `extra_env` (e.g. fakeTimeEnvironment()).
 std::unique_ptr<Process> electCandidateWithEnvironment(const std::string& lease, const std::string& identity,

@@ -395,7 +395,7 @@ void ApiProxy::serve(Connection& connection) {
         client_closed = true;  // a request on the wire is not recalled by its sender giving up
         continue;
       }
-      if (n <= 0) break;  // the client closed: so does the server side
+      if (n <= 0) break;                 // the client closed: so does the server side
       if (holding || dropped) continue;  // a client waiting for an answer sends nothing
       pending_request.append(buffer, static_cast<std::size_t>(n));
       bool broken = false;
