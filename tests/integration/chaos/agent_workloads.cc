@@ -72,11 +72,12 @@ std::size_t ActivityTail::windowCount() const {
 }
 
 bool ActivityTail::running(const std::string& pod, long long token, std::chrono::steady_clock::time_point now,
-                           std::chrono::milliseconds fresh) const {
+                           std::chrono::milliseconds fresh, std::chrono::steady_clock::time_point beat_after) const {
   const auto it = files_.find(pod);
   if (it == files_.end() || it->second.windows.empty()) return false;
   const Window& w = it->second.windows.back();
-  return w.token == token && !w.stopped && steadyMicros(now) - w.last <= fresh.count() * 1000;
+  return w.token == token && !w.stopped && steadyMicros(now) - w.last <= fresh.count() * 1000 &&
+         w.last > steadyMicros(beat_after);
 }
 
 std::vector<std::string> ActivityTail::newViolations() {

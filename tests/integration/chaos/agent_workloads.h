@@ -39,9 +39,9 @@ class ActivityTail {
   std::vector<Window> windows() const;
 
   // The pod's COMMAND runs with `token`: its last window has that token, has not logged its stop, and beat within
-  // `fresh` of `now`.
+  // `fresh` of `now` and after `beat_after` (a COMMAND killed at that instant beat only before it).
   bool running(const std::string& pod, long long token, std::chrono::steady_clock::time_point now,
-               std::chrono::milliseconds fresh) const;
+               std::chrono::milliseconds fresh, std::chrono::steady_clock::time_point beat_after = {}) const;
 
   // Checks every pair of consecutive windows (after refresh()); returns the violations not reported before: two
   // windows overlapping, or a window of another pod without a higher token.

@@ -288,9 +288,12 @@ void Campaign::tick() {
       case Scope::kGroup:
         healthy = groupHealthy(p.target, p.cleared);
         break;
-      case Scope::kWorkload:
-        healthy = workloads[static_cast<std::size_t>(p.target)];
+      case Scope::kWorkload: {
+        // An agent workload's COMMAND must have beaten since the fault: a killed one's last beats are recent too.
+        const Workload& w = workloads_[static_cast<std::size_t>(p.target)];
+        healthy = workloads[static_cast<std::size_t>(p.target)] && (!w.tail || leaderCommandRunning(w, p.cleared));
         break;
+      }
       case Scope::kControlPlane:
         healthy = operatorsHealthy(p.cleared);
         for (int g = 0; g < kGroupCount; ++g) healthy = healthy && groupHealthy(g, p.cleared);

@@ -168,8 +168,9 @@ class Campaign {
   // The workload's object as the campaign last changed it (replicas, template revision).
   Json objectOf(const Workload& w) const;
 
-  // The agent workload's one leader runs its COMMAND with its token (its activity log beat within the last second).
-  bool leaderCommandRunning(const Workload& w);
+  // The agent workload's one leader runs its COMMAND with its token (its activity log beat within the last second,
+  // and after `beat_after`).
+  bool leaderCommandRunning(const Workload& w, Clock::time_point beat_after = {});
 
   // Reads the agent workloads' new activity and records any overlap or token order violation.
   void checkActivity();

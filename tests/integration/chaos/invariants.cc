@@ -89,10 +89,11 @@ std::vector<bool> Campaign::workloadsHealthy() {
   return out;
 }
 
-bool Campaign::leaderCommandRunning(const Workload& w) {
+bool Campaign::leaderCommandRunning(const Workload& w, Clock::time_point beat_after) {
   const auto leader = auditor_.currentLeader(w.name);
   return leader && leader->token &&
-         w.tail->running(leader->name, std::strtoll(leader->token->c_str(), nullptr, 10), Clock::now(), 1000ms);
+         w.tail->running(leader->name, std::strtoll(leader->token->c_str(), nullptr, 10), Clock::now(), 1000ms,
+                         beat_after);
 }
 
 void Campaign::checkActivity() {
