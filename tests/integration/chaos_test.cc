@@ -167,6 +167,10 @@ TEST_F(ChaosTest, Campaign) {
       campaign.noReadyReplica(), campaign.lostLeadershipExits());
   std::printf("agent workloads: %zu COMMAND windows read from their activity logs\n", campaign.activityWindows());
   for (const auto& line : campaign.heldRequestOutcomes()) std::printf("held on the wire: %s\n", line.c_str());
+  std::printf("(op-%d runs under FAKETIME \"%s\", g%dc%d under \"%s\"; g%dc%d is client-go's example)\n",
+              kFakeTimeReplica, kFakeTimeOperator, kFakeTimeGroup, kFakeTimeCandidate, kFakeTimeCandidateSpec,
+              kClientGoGroup, kCandidatesPerGroup);
+  for (const auto& line : campaign.tenureSummary()) std::printf("%s\n", line.c_str());
   for (std::size_t g = 0; g < histories.size(); ++g) {
     const auto& h = histories[g];
     std::printf(

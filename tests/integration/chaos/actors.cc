@@ -136,28 +136,61 @@ void Campaign::checkProcesses() {
 
 void Campaign::monitorLoop() {
   std::string last_rv;
+  // Who held each Lease, and for how long as polled: shows that the faked-clock and client-go actors did lead.
+  const auto count = [](std::map<std::string, Tenure>& tenures, const std::string& before, const std::string& holder,
+                        Clock::duration since_last_poll) {
+    if (!before.empty()) tenures[before].held += since_last_poll;
+    if (!holder.empty() && holder != before) ++tenures[holder].terms;
+  };
+  auto last_poll = Clock::now();
   while (!monitor_stop_) {
+    const auto now = Clock::now();
+    const auto elapsed = now - last_poll;
+    last_poll = now;
     for (int g = 0; g < kGroupCount; ++g) {
       auto lease = monitor_client_->get(kube::kLeases, ns_, "chaos-g" + std::to_string(g));
       if (!lease.ok()) continue;
       const std::string rv = (*lease)["metadata"].value("resourceVersion", "");
       std::lock_guard lock(monitor_mutex_);
       LeaseSeen& seen = group_leases_[static_cast<std::size_t>(g)];
+      // Per candidate, not per incarnation: "g1c2r3" counts as g1c2.
+      const std::string holder = (*lease)["spec"].value("holderIdentity", "");
+      const auto candidate = [](const std::string& identity) { return identity.substr(0, identity.rfind('r')); };
+      count(group_tenures_[static_cast<std::size_t>(g)], candidate(seen.holder), candidate(holder), elapsed);
       if (rv == seen.resource_version) continue;
-      seen = {(*lease)["spec"].value("holderIdentity", ""), rv, Clock::now()};
+      seen = {holder, rv, Clock::now()};
     }
     auto lease = monitor_client_->get(kube::kLeases, kOperatorNamespace, kOperatorLease);
     if (lease.ok()) {
       const std::string rv = (*lease)["metadata"].value("resourceVersion", "");
+      std::lock_guard lock(monitor_mutex_);
+      const std::string holder = (*lease)["spec"].value("holderIdentity", "");
+      count(op_tenures_, op_holder_, holder, elapsed);
       if (rv != last_rv) {
         last_rv = rv;
-        std::lock_guard lock(monitor_mutex_);
-        op_holder_ = (*lease)["spec"].value("holderIdentity", "");
+        op_holder_ = holder;
         op_renewed_ = Clock::now();
       }
     }
     std::this_thread::sleep_for(200ms);
   }
+}
+
+std::vector<std::string> Campaign::tenureSummary() {
+  std::lock_guard lock(monitor_mutex_);
+  const auto line = [](const std::string& title, const std::map<std::string, Tenure>& tenures) {
+    std::ostringstream out;
+    out << title << ":";
+    for (const auto& [holder, t] : tenures) {
+      out << " " << holder << " " << t.terms << " terms / " << ms(t.held) / 1000 << " s;";
+    }
+    return out.str();
+  };
+  std::vector<std::string> out = {line("operators' Lease", op_tenures_)};
+  for (int g = 0; g < kGroupCount; ++g) {
+    out.push_back(line("group " + std::to_string(g) + "'s Lease", group_tenures_[static_cast<std::size_t>(g)]));
+  }
+  return out;
 }
 
 Json Campaign::objectOf(const Workload& w) const {

@@ -121,6 +121,8 @@ class Campaign {
   std::size_t activityWindows() const;
   // What became of the requests held on the wire (after the run): one line each.
   std::vector<std::string> heldRequestOutcomes();
+  // Per Lease (the operators', each group's): terms and time held per holder, as the monitor polled them.
+  std::vector<std::string> tenureSummary();
   int lostLeadershipExits() const { return lost_leadership_exits_; }
   int maxConcurrent() const { return max_concurrent_; }
   int noReadyReplica() const { return no_ready_replica_; }
@@ -239,6 +241,12 @@ class Campaign {
     Clock::time_point changed{};
   };
   std::array<LeaseSeen, kGroupCount> group_leases_{};
+  struct Tenure {
+    int terms = 0;
+    Clock::duration held{};
+  };
+  std::map<std::string, Tenure> op_tenures_;                              // by replica identity
+  std::array<std::map<std::string, Tenure>, kGroupCount> group_tenures_;  // by candidate (g<g>c<c>)
   std::optional<std::filesystem::path> client_go_binary_;
   std::optional<std::filesystem::path> fake_time_library_;
 
