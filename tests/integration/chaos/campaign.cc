@@ -55,7 +55,7 @@ void Campaign::setUp() {
   if (!fake_time_library_) {
     std::cout << "[chaos] libfaketime is not installed (scripts/deps.sh): the clock faults are skipped" << std::endl;
   } else {
-    std::cout << "[chaos] clock faults (libfaketime"
+    std::cout << "[chaos] clock faults (libfaketime, CLOCK_REALTIME only"
               << (chaos::addressSanitizerBuild() ? ", ASan: verify_asan_link_order=0" : "") << "): op-"
               << kFakeTimeReplica << " under FAKETIME=\"" << kFakeTimeOperator << "\", candidate g" << kFakeTimeGroup
               << "c" << kFakeTimeCandidate << " under FAKETIME=\"" << kFakeTimeCandidateSpec << "\"" << std::endl;

@@ -27,8 +27,9 @@ std::unique_ptr<Process> clientGoCandidate(const std::filesystem::path& binary, 
 std::optional<std::filesystem::path> fakeTimeLibrary();
 // Whether this test binary (and so the binaries beside it) was built with AddressSanitizer.
 bool addressSanitizerBuild();
-// The environment that runs a process under libfaketime with `faketime` (e.g. "+30s x1.02": CLOCK_REALTIME and
-// CLOCK_MONOTONIC 30 s ahead and 2 % fast). Under ASan, the runtime's check that it is loaded first is turned off.
+// The environment that runs a process under libfaketime with `faketime` (e.g. "+30s x1.02": CLOCK_REALTIME 30 s ahead
+// and 2 % fast; CLOCK_MONOTONIC is left alone, see peers.cc). Under ASan, the runtime's check that it is loaded first
+// is turned off.
 std::map<std::string, std::string> fakeTimeEnvironment(const std::filesystem::path& library,
                                                        const std::string& faketime);
 
