@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev
   etcd-server etcd-client golang-go golang-github-modern-go-reflect2-dev rsync openssl curl procps psmisc ca-certificates
   ccache clang
+  faketime libfaketime  # the fault campaign's clock offsets (tests/integration/chaos_test.cc)
 )
 
 missing=()

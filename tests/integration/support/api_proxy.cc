@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <fstream>
@@ -255,6 +256,21 @@ std::uint64_t ApiProxy::delayedRequests() const {
   return delayed_;
 }
 
+void ApiProxy::holdRequests(Match match) {
+  std::lock_guard lock(mutex_);
+  hold_match_ = std::move(match);
+}
+
+void ApiProxy::releaseHeldRequests() {
+  std::lock_guard lock(mutex_);
+  ++hold_release_generation_;
+}
+
+std::vector<ApiProxy::Held> ApiProxy::held() const {
+  std::lock_guard lock(mutex_);
+  return held_;
+}
+
 std::optional<ApiProxy::TimePoint> ApiProxy::lastWatchDelivery(const Match& match) const {
   std::lock_guard lock(mutex_);
   std::optional<TimePoint> last;
@@ -319,6 +335,13 @@ void ApiProxy::serve(Connection& connection) {
   std::string pending_request;
   std::deque<std::pair<TimePoint, std::string>> delayed;   // answer bytes due at
   std::deque<std::pair<TimePoint, std::string>> outgoing;  // requests held by setDelay, due at
+  // holdRequests: the held request (its index in held_) waits in `outgoing` with an infinite due time until the
+  // release generation moves; then the status of the next answer is its.
+  bool has_held = false;  // (not an optional<size_t>: GCC 12 sees it maybe-uninitialized)
+  std::size_t held_index = 0;
+  std::uint64_t held_generation = 0;
+  bool awaiting_held_status = false;
+  bool client_closed = false;  // with a held request: the client left, the request is still delivered
   bool server_eof = false;
   char buffer[16384];
 
@@ -326,6 +349,16 @@ void ApiProxy::serve(Connection& connection) {
     if (holding) {
       std::lock_guard lock(mutex_);
       if (release_generation_ != hold_generation) break;
+    }
+    if (has_held && !awaiting_held_status) {
+      std::lock_guard lock(mutex_);
+      if (hold_release_generation_ != held_generation) {
+        const TimePoint released = Clock::now();
+        for (auto& [due, raw] : outgoing) due = std::min(due, released);
+        held_[held_index].released_at = released;
+        held_[held_index].client_gone = client_closed;
+        awaiting_held_status = true;
+      }
     }
     // Delayed answer bytes that are due go first, in order.
     const TimePoint now = Clock::now();
@@ -352,11 +385,16 @@ void ApiProxy::serve(Connection& connection) {
       timeout = std::min(timeout, static_cast<int>(std::clamp<long long>(wait, 0, kPollMillis)));
     }
     const bool buffered = !server_eof && SSL_pending(ssl) > 0;
-    pollfd fds[2] = {{client, POLLIN, 0}, {server, static_cast<short>(server_eof ? 0 : POLLIN), 0}};
+    pollfd fds[2] = {{client, static_cast<short>(client_closed ? 0 : POLLIN), 0},
+                     {server, static_cast<short>(server_eof ? 0 : POLLIN), 0}};
     if (::poll(fds, 2, buffered ? 0 : timeout) < 0 && errno != EINTR) break;
 
     if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       const ssize_t n = ::recv(client, buffer, sizeof buffer, 0);
+      if (n <= 0 && has_held && !awaiting_held_status) {
+        client_closed = true;  // a request on the wire is not recalled by its sender giving up
+        continue;
+      }
       if (n <= 0) break;                 // the client closed: so does the server side
       if (holding || dropped) continue;  // a client waiting for an answer sends nothing
       pending_request.append(buffer, static_cast<std::size_t>(n));
@@ -395,6 +433,13 @@ void ApiProxy::serve(Connection& connection) {
             late = request_delay_;
             ++delayed_;
           }
+          if (!answer && !has_held && mode == Mode::kForward && hold_match_ && hold_match_(request)) {
+            has_held = true;
+            held_index = held_.size();
+            held_.push_back({request.method, request.path, Clock::now(), std::nullopt, 0, false});
+            held_generation = hold_release_generation_;
+            late = std::chrono::duration_cast<std::chrono::milliseconds>(TimePoint::max() - Clock::now());
+          }
         }
         if (answer) {
           // Never forwarded; a truncated answer ends the connection (the client waits for the rest in vain).
@@ -402,7 +447,7 @@ void ApiProxy::serve(Connection& connection) {
           broken = !sendAll(client, text.data(), text.size()) || *answer == Answer::kTruncated;
           mode = Mode::kForward;
         } else if (late.count() > 0 || !outgoing.empty()) {
-          TimePoint due = Clock::now() + late;
+          TimePoint due = has_held && !awaiting_held_status ? TimePoint::max() : Clock::now() + late;
           if (!outgoing.empty()) due = std::max(due, outgoing.back().first);  // order preserved
           outgoing.emplace_back(due, raw);
         } else {
@@ -420,6 +465,17 @@ void ApiProxy::serve(Connection& connection) {
         continue;
       }
       const auto size = static_cast<std::size_t>(n);
+      if (awaiting_held_status && outgoing.empty()) {
+        // The first bytes after the held request went out are its answer's: "HTTP/1.1 409 ...".
+        const std::string head(buffer, std::min<std::size_t>(size, 12));
+        {
+          std::lock_guard lock(mutex_);
+          if (head.size() >= 12) held_[held_index].status = std::atoi(head.substr(9, 3).c_str());
+        }
+        awaiting_held_status = false;
+        has_held = false;
+        if (client_closed) break;  // nobody is left to read it
+      }
       if (mode == Mode::kDrop) {
         if (!dropped) {
           dropped = true;

@@ -25,6 +25,12 @@
 //   setDelay(match, D)      each request that `match`es reaches the apiserver D after it arrived (its answer follows
 //                           as usual); requests behind it on the connection wait too. D = 0 ends it (a request
 //                           already held keeps its due time). delayedRequests() counts them.
+//   holdRequests(match)     each request that `match`es stays on the wire (not forwarded, the client waiting for its
+//                           answer) until releaseHeldRequests(), which forwards them all; the apiserver applies or
+//                           refuses each late, as it would a packet delivered after a partition. A client that gives
+//                           up meanwhile (closes its connection) does not recall it: it is still forwarded on
+//                           release. held() records each: when it was held, released, and the status code the
+//                           apiserver answered (0 if none arrived). holdRequests(nullptr) stops holding new ones.
 //
 //   ApiProxy proxy(cluster.apiserverPort());
 //   proxy.writeKubeconfig(cluster.adminToken(), dir / "kubeconfig-api-proxied");   // give this to the process
@@ -92,6 +98,18 @@ class ApiProxy {
   void setDelay(Match match, std::chrono::milliseconds delay);
   std::uint64_t delayedRequests() const;
 
+  struct Held {
+    std::string method;
+    std::string path;
+    TimePoint held_at;
+    std::optional<TimePoint> released_at;  // forwarded to the apiserver
+    int status = 0;                        // the apiserver's answer to it (0: none seen)
+    bool client_gone = false;              // the client had closed its connection before the release
+  };
+  void holdRequests(Match match);
+  void releaseHeldRequests();
+  std::vector<Held> held() const;
+
  private:
   struct Connection;
   void acceptLoop();
@@ -116,6 +134,9 @@ class ApiProxy {
   Match request_delay_match_;
   std::chrono::milliseconds request_delay_{0};
   std::uint64_t delayed_ = 0;
+  Match hold_match_;
+  std::uint64_t hold_release_generation_ = 0;
+  std::vector<Held> held_;
   struct WatchDelivery {
     Request request;
     std::optional<TimePoint> last;

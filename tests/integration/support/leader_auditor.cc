@@ -52,6 +52,9 @@ LeaderAuditor::PodView podView(const Json& pod) {
   v.uid = meta.value("uid", "");
   v.resource_version = meta.value("resourceVersion", "");
   v.role = stringAt(meta, "labels", kLabelRole);
+  for (const Json& owner : meta.value("ownerReferences", Json::array())) {
+    if (owner.value("controller", false) || v.owner_uid.empty()) v.owner_uid = owner.value("uid", "");
+  }
   if (auto a = meta.find("annotations"); a != meta.end() && a->is_object()) {
     if (auto t = a->find(kAnnotationToken); t != a->end() && t->is_string()) v.token = t->get<std::string>();
   }
@@ -134,15 +137,18 @@ void LeaderAuditor::check(const std::string& workload, WorkloadState& w, const P
   const bool same_as_last =
       !w.leaderships.empty() && w.leaderships.back().uid == p.uid && w.leaderships.back().token == *token;
   if (same_as_last) return;
-  if (*token <= w.max_token) {
+  const auto owner_max = w.max_token_by_owner.try_emplace(p.owner_uid, -1).first;
+  if (*token <= owner_max->second) {
     std::ostringstream what;
     what << "fencing token did not increase: " << describePod(p) << " has token " << *token
-         << " but the highest token seen so far is " << w.max_token;
+         << " but the highest token seen so far in the workload object " << p.owner_uid.substr(0, 8) << " is "
+         << owner_max->second;
     for (const auto& l : w.leaderships) {
       if (l.token == *token) what << " (held before by " << l.pod << " uid " << l.uid.substr(0, 8) << ")";
     }
     violation(workload, what.str());
   }
+  owner_max->second = std::max(owner_max->second, *token);
   w.max_token = std::max(w.max_token, *token);
   w.leaderships.push_back({p.name, p.uid, *token, at, p.resource_version});
 }

@@ -8,7 +8,9 @@
 //   - a pod labelled leader carries the annotation singleton.dev/fencing-token with a decimal token;
 //   - a pod not labelled leader carries no fencing token;
 //   - when a pod (a UID) becomes leader, or its token changes, the token is higher than every token seen before in
-//     the workload (so never reused by a different pod and never decreasing).
+//     the workload object (so never reused by a different pod and never decreasing). The object is its UID, from the
+//     pods' controller ownerReference: a workload deleted and created again under the same name is a new object
+//     whose tokens may start again (docs/api.md), while a hand-deleted Lease changes nothing.
 // Each failed check is recorded as a violation (a readable line); tests assert there are none.
 //
 //   LeaderAuditor auditor(harness.transport(), "my-namespace");
@@ -44,6 +46,7 @@ class LeaderAuditor final : public watch::Handler {
   struct PodView {
     std::string name;
     std::string uid;
+    std::string owner_uid;  // the controller ownerReference's UID: the SingletonWorkload object
     std::string resource_version;
     std::string node;
     std::string role;                  // the singleton.dev/role label, "" when absent
@@ -76,7 +79,8 @@ class LeaderAuditor final : public watch::Handler {
     std::map<std::string, PodView> pods;  // by name
     std::set<std::string> leaders;        // pods currently labelled leader
     std::vector<Leadership> leaderships;
-    std::int64_t max_token = -1;
+    std::int64_t max_token = -1;                             // over every object of this name
+    std::map<std::string, std::int64_t> max_token_by_owner;  // per workload object (UID)
     std::set<std::string> reported_leaders;  // the last set of simultaneous leaders reported as a violation
   };
 

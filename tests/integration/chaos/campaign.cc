@@ -1,0 +1,375 @@
+// The campaign's run: set-up, the loop that injects and clears faults and measures recoveries, the final check.
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "chaos/campaign.h"
+#include "support/elect_candidate.h"
+#include "support/fenced_register.h"
+
+namespace singleton::testing::chaos {
+
+using Json = nlohmann::json;
+
+Campaign::~Campaign() {
+  // Whatever happens, leave nothing frozen or cut off.
+  for (auto& a : active_) {
+    try {
+      a.clear();
+    } catch (...) {
+    }
+  }
+  for (const char* c : {"etcd", "kube-apiserver"}) {
+    try {
+      h_.cluster().signalComponent(c, SIGCONT);
+    } catch (...) {
+    }
+  }
+  for (int i = 0; i < h_.operatorCount(); ++i) {
+    h_.signalOperator(i, SIGCONT);
+    if (i != kApiReplica) h_.operatorProxy(i).heal();
+  }
+  clearApiFaults();
+  stopCandidates();
+  monitor_stop_ = true;
+  if (monitor_.joinable()) monitor_.join();
+}
+
+void Campaign::setUp() {
+  auto config = kube::loadKubeconfig({h_.cluster().kubeconfigPath().string(), ""});
+  if (!config.ok()) throw std::runtime_error("kubeconfig: " + config.error().describe());
+  auto transport = kube::makeTransport(*config);
+  if (!transport.ok()) throw std::runtime_error("transport: " + transport.error().describe());
+  monitor_client_ = std::make_unique<kube::Client>(*transport);
+  monitor_ = std::thread([this] { monitorLoop(); });
+  client_go_binary_ = chaos::clientGoExample(h_.cluster().binDir());
+  if (!client_go_binary_) {
+    std::cout << "[chaos] no " << (h_.cluster().binDir() / "leader-election-example").string()
+              << ": the client-go candidate and its kinds are skipped" << std::endl;
+  }
+  fake_time_library_ = chaos::fakeTimeLibrary();
+  if (!fake_time_library_) {
+    std::cout << "[chaos] libfaketime is not installed (scripts/deps.sh): the clock faults are skipped" << std::endl;
+  } else {
+    std::cout << "[chaos] clock faults (libfaketime, CLOCK_REALTIME only"
+              << (chaos::addressSanitizerBuild() ? ", ASan: verify_asan_link_order=0" : "") << "): op-"
+              << kFakeTimeReplica << " under FAKETIME=\"" << kFakeTimeOperator << "\", candidate g" << kFakeTimeGroup
+              << "c" << kFakeTimeCandidate << " under FAKETIME=\"" << kFakeTimeCandidateSpec << "\"" << std::endl;
+    // The harness started it on the real clocks.
+    h_.signalOperator(kFakeTimeReplica, SIGTERM);
+    if (!h_.waitOperatorExit(kFakeTimeReplica, 15s)) h_.signalOperator(kFakeTimeReplica, SIGKILL);
+    h_.waitOperatorExit(kFakeTimeReplica, 5s);
+    startOperator(kFakeTimeReplica);
+  }
+
+  const auto dir = h_.cluster().dir() / "chaos";
+  std::filesystem::create_directories(dir);
+  for (int i = 0; i < kWorkloadCount; ++i) {
+    Workload w;
+    w.name = "w" + std::string(i < 10 ? "0" : "") + std::to_string(i);
+    w.replicas = i % 5 == 0 ? 3 : 2;
+    if (isAgentWorkload(i)) {
+      // Fresh per run (a kept cluster directory must not mix an earlier run's windows in).
+      const auto activity = dir / (ns_ + "-activity-" + w.name);
+      std::filesystem::remove_all(activity);
+      std::filesystem::create_directories(activity);
+      std::filesystem::permissions(activity, std::filesystem::perms::all);
+      w.tail = std::make_unique<chaos::ActivityTail>(activity);
+    }
+    auto r = h_.createWorkload(objectOf(w));
+    if (!r.ok()) throw std::runtime_error("create workload " + w.name + ": " + r.error().describe());
+    workloads_.push_back(std::move(w));
+  }
+  for (int g = 0; g < kGroupCount; ++g) {
+    Group group;
+    group.lease = ns_ + "/chaos-g" + std::to_string(g);
+    group.store = std::make_unique<FencedStore>(/*fenced=*/true);
+    group.reader = std::make_unique<StoreReader>(group.store->port());
+    group.dir = dir / ("g" + std::to_string(g));
+    std::filesystem::create_directories(group.dir);
+    groups_.push_back(std::move(group));
+    const int candidates = kCandidatesPerGroup + (g == kClientGoGroup && client_go_binary_ ? 1 : 0);
+    for (int c = 0; c < candidates; ++c) {
+      auto cand = std::make_unique<Candidate>();
+      cand->group = g;
+      cand->index = c;
+      cand->client_go = c == kCandidatesPerGroup;
+      if (fake_time_library_ && g == kFakeTimeGroup && c == kFakeTimeCandidate) cand->faketime = kFakeTimeCandidateSpec;
+      cand->proxy = std::make_unique<TcpProxy>(h_.cluster().apiserverPort());
+      cand->kubeconfig = dir / ("kubeconfig-g" + std::to_string(g) + "c" + std::to_string(c));
+      cand->proxy->writeKubeconfig(h_.cluster().kubeconfigPath(), cand->kubeconfig);
+      candidates_.push_back(std::move(cand));
+    }
+  }
+  for (auto& c : candidates_) startCandidate(*c);
+}
+
+bool Campaign::waitHealthy(std::chrono::milliseconds timeout) {
+  const auto since = Clock::now();
+  std::string unhealthy;
+  const bool healthy = eventually(
+      [&] {
+        observe();
+        checkActivity();
+        unhealthy.clear();
+        if (!operatorsHealthy(since - 1h)) unhealthy += " operators";
+        for (int g = 0; g < kGroupCount; ++g) {
+          if (!groupHealthy(g, since - 1h)) unhealthy += " group" + std::to_string(g);
+        }
+        const auto ok = workloadsHealthy();
+        for (std::size_t i = 0; i < ok.size(); ++i) {
+          if (!ok[i]) unhealthy += " " + workloads_[i].name;
+        }
+        return unhealthy.empty();
+      },
+      timeout, 100ms);
+  if (!healthy) std::cout << "[chaos] not healthy:" << unhealthy << std::endl;
+  return healthy;
+}
+
+void Campaign::run(int faults, std::optional<std::chrono::seconds> cap) {
+  const auto started = Clock::now();
+  auto next = started;
+  while (injected_ < faults && (!cap || Clock::now() - started < *cap)) {
+    tick();
+    if (Clock::now() >= next) {
+      injectOne();
+      next = Clock::now() + std::chrono::milliseconds(std::uniform_int_distribution<int>(500, 1500)(rng_));
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  while (!active_.empty()) {
+    tick();
+    std::this_thread::sleep_for(50ms);
+  }
+  last_cleared_ = Clock::now();
+  campaign_duration_ = last_cleared_ - started;
+  // The last faults' recoveries (each within its bound).
+  while (!pending_.empty()) {
+    tick();
+    std::this_thread::sleep_for(50ms);
+  }
+}
+
+Campaign::Final Campaign::finalCheck(
+    const std::function<bool(const std::string&, std::chrono::milliseconds)>& steady_leader) {
+  Final out;
+  const auto since = last_cleared_;
+  const auto deadline = since + kFinalBound;
+  auto remaining = [&] {
+    return std::max(0ms, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+  };
+  ensureOperatorsRunning();
+  bool ops = eventually(
+      [&] {
+        observe();
+        return operatorsHealthy(since);
+      },
+      remaining(), 100ms);
+  if (!ops) out.failures.push_back("no operator replica holds and renews the operators' Lease");
+  for (int g = 0; g < kGroupCount; ++g) {
+    if (!eventually(
+            [&] {
+              observe();
+              return groupHealthy(g, since);
+            },
+            remaining(), 100ms)) {
+      out.failures.push_back("elect group " + std::to_string(g) + " has no leader writing to its store (last value '" +
+                             groups_[g].value + "')");
+    }
+  }
+  for (const auto& w : workloads_) {
+    if (steady_leader(w.name, remaining())) {
+      if (w.tail && !eventually(
+                        [&] {
+                          checkActivity();
+                          return leaderCommandRunning(w);
+                        },
+                        remaining(), 100ms)) {
+        out.failures.push_back("agent workload " + w.name + " has a leader but its COMMAND is not running");
+        failed_workloads_.insert(w.name);
+      }
+      continue;
+    }
+    // Only a workload with a Ready replica must have a leader.
+    bool any_ready = false;
+    auditor_.waitUntil(
+        [&](const LeaderAuditor::State& s) {
+          auto it = s.workloads.find(w.name);
+          if (it == s.workloads.end()) return true;
+          for (const auto& [name, p] : it->second.pods) any_ready = any_ready || (p.ready && !p.terminating);
+          return true;
+        },
+        0ms);
+    if (any_ready) {
+      out.failures.push_back("workload " + w.name + " has a Ready replica but no steady leader");
+      failed_workloads_.insert(w.name);
+    } else {
+      ++no_ready_replica_;
+    }
+  }
+  if (out.failures.empty()) out.recovered_ms = ms(Clock::now() - since);
+  return out;
+}
+
+std::vector<Campaign::GroupHistory> Campaign::checkHistories() {
+  stopCandidates();
+  checkActivity();
+  std::vector<GroupHistory> out;
+  for (const auto& g : groups_) {
+    std::vector<std::string> lines;
+    for (const auto& entry : std::filesystem::directory_iterator(g.dir)) {
+      if (entry.path().extension() != ".history") continue;
+      std::ifstream in(entry.path());
+      for (std::string line; std::getline(in, line);) lines.push_back(line);
+    }
+    const auto ops = fenced::parseHistory(lines);
+    GroupHistory gh;
+    gh.operations = ops.size();
+    for (const auto& op : ops) {
+      if (!op.is_write) continue;
+      ++gh.writes;
+      gh.accepted += op.result == fenced::Operation::Result::kOk;
+      gh.refused += op.result == fenced::Operation::Result::kRefused;
+      gh.unknown += op.result == fenced::Operation::Result::kUnknown;
+    }
+    const auto started = Clock::now();
+    const auto check = fenced::checkLinearizable(ops);
+    gh.linearizable = check.linearizable;
+    gh.stuck = check.first_stuck;
+    gh.stale = fenced::acceptedStaleWrites(ops);
+    gh.check_ms = ms(Clock::now() - started);
+    out.push_back(gh);
+  }
+  return out;
+}
+
+std::size_t Campaign::activityWindows() const {
+  std::size_t n = 0;
+  for (const auto& w : workloads_) n += w.tail ? w.tail->windowCount() : 0;
+  return n;
+}
+
+void Campaign::tick() {
+  const auto now = Clock::now();
+  for (std::size_t i = 0; i < active_.size();) {
+    const bool ready = !active_[i].ready_to_clear || now > active_[i].clear_at + kClearWait ||
+                       (active_[i].clear_at <= now && active_[i].ready_to_clear());
+    if (active_[i].clear_at <= now && ready) {
+      Active a = std::move(active_[i]);
+      active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(i));
+      try {
+        a.clear();
+      } catch (const std::exception& e) {
+        injection_errors_.push_back(std::string(info(a.kind).name) + " (clearing): " + e.what());
+      }
+      pending_.push_back({a.kind, a.target, Clock::now()});
+    } else {
+      ++i;
+    }
+  }
+  checkProcesses();
+  checkActivity();
+  observe();
+  if (pending_.empty()) return;
+  const auto workloads = workloadsHealthy();
+  const bool all_workloads = std::all_of(workloads.begin(), workloads.end(), [](bool b) { return b; });
+  for (std::size_t i = 0; i < pending_.size();) {
+    const Pending& p = pending_[i];
+    bool healthy = false;
+    switch (info(p.kind).scope) {
+      case Scope::kOperators:
+        healthy = operatorsHealthy(p.cleared);
+        break;
+      case Scope::kGroup:
+        healthy = groupHealthy(p.target, p.cleared);
+        break;
+      case Scope::kWorkload: {
+        // An agent workload's COMMAND must have beaten since the fault: a killed one's last beats are recent too.
+        const Workload& w = workloads_[static_cast<std::size_t>(p.target)];
+        healthy = workloads[static_cast<std::size_t>(p.target)] && (!w.tail || leaderCommandRunning(w, p.cleared));
+        break;
+      }
+      case Scope::kControlPlane:
+        healthy = operatorsHealthy(p.cleared);
+        for (int g = 0; g < kGroupCount; ++g) healthy = healthy && groupHealthy(g, p.cleared);
+        break;
+      case Scope::kAllWorkloads:
+        healthy = all_workloads;
+        break;
+    }
+    const auto took = Clock::now() - p.cleared;
+    KindStats& s = stats_[p.kind];
+    if (healthy) {
+      ++s.recovered;
+      s.worst_ms = std::max(s.worst_ms, ms(took));
+      s.total_ms += ms(took);
+    } else if (took > kRecoveryBound) {
+      ++s.unrecovered;
+    } else {
+      ++i;
+      continue;
+    }
+    pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+}
+
+std::chrono::milliseconds Campaign::hold(int lo_ms, int hi_ms) {
+  return std::chrono::milliseconds(std::uniform_int_distribution<int>(lo_ms, hi_ms)(rng_));
+}
+
+bool Campaign::activeOf(const std::function<bool(const Active&)>& match) const {
+  return std::any_of(active_.begin(), active_.end(), match);
+}
+
+void Campaign::injectOne() {
+  int total = 0;
+  for (const auto& k : kKinds) total += k.weight;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    int roll = std::uniform_int_distribution<int>(0, total - 1)(rng_);
+    const KindInfo* chosen = &kKinds[0];
+    for (const auto& k : kKinds) {
+      if (roll < k.weight) {
+        chosen = &k;
+        break;
+      }
+      roll -= k.weight;
+    }
+    bool done = false;
+    try {
+      done = tryInject(chosen->kind);
+    } catch (const std::exception& e) {
+      injection_errors_.push_back(std::string(chosen->name) + ": " + e.what());
+    }
+    if (done) {
+      ++injected_;
+      ++stats_[chosen->kind].injected;
+      max_concurrent_ = std::max(max_concurrent_, static_cast<int>(active_.size()));
+      return;
+    }
+  }
+  ++skipped_;
+}
+
+void Campaign::addActive(Kind kind, int target, std::chrono::milliseconds how_long, std::function<void()> clear) {
+  active_.push_back({kind, target, Clock::now() + how_long, std::move(clear), nullptr});
+}
+
+std::vector<std::string> Campaign::heldRequestOutcomes() {
+  std::vector<std::string> out;
+  for (const auto& r : h_.operatorApiProxy(kApiReplica).held()) {
+    std::ostringstream line;
+    line << r.method << " " << r.path << ": held "
+         << (r.released_at ? std::to_string(ms(*r.released_at - r.held_at)) + " ms" : std::string("(not released)"))
+         << (r.client_gone ? " (its sender had closed the connection)" : "") << ", the apiserver answered "
+         << (r.status ? std::to_string(r.status) : std::string("nothing"));
+    out.push_back(line.str());
+  }
+  return out;
+}
+
+}  // namespace singleton::testing::chaos

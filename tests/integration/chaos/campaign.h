@@ -1,0 +1,268 @@
+// The fault campaign's actors, faults and observers (tests/integration/chaos_test.cc has the whole story and the
+// tables). Its members are defined in campaign.cc (the run), actors.cc (processes), faults.cc (injecting and
+// clearing faults) and invariants.cc (what healthy means, the activity logs).
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "chaos/agent_workloads.h"
+#include "chaos/common.h"
+#include "chaos/peers.h"
+#include "support/fenced_store.h"
+#include "support/operator_harness.h"
+
+namespace singleton::testing::chaos {
+
+class Campaign {
+ public:
+  struct Candidate {
+    int group = 0;
+    int index = 0;
+    int incarnation = 0;
+    std::string writer;  // also its identity: g<group>c<index>r<incarnation>
+    std::unique_ptr<Process> process;
+    std::unique_ptr<TcpProxy> proxy;
+    std::filesystem::path kubeconfig;
+    bool client_go = false;  // client-go's example, not singleton-elect
+    std::string faketime;    // FAKETIME it runs under ("": the real clocks)
+    bool killed = false;     // we SIGKILLed this incarnation
+    bool stopped = false;
+    bool busy = false;
+  };
+  struct Group {
+    std::string lease;  // ns/name
+    std::unique_ptr<FencedStore> store;
+    std::unique_ptr<StoreReader> reader;
+    std::filesystem::path dir;
+    std::string value;  // the register's last value seen
+    Clock::time_point changed{};
+  };
+  struct Workload {
+    std::string name;
+    int replicas = 2;
+    bool busy = false;
+    bool deleted = false;  // between the delete and the re-create of kRecreate
+    int template_revision = 0;
+    std::set<std::string> stale_hashes;         // template hashes before the last template change
+    std::unique_ptr<chaos::ActivityTail> tail;  // agent workloads: their pods' COMMAND windows
+  };
+  struct Active {
+    Kind kind;
+    int target = -1;
+    Clock::time_point clear_at;
+    std::function<void()> clear;
+    // When set, the clear also waits (without holding up the loop) until this holds, at most kClearWait past clear_at.
+    std::function<bool()> ready_to_clear;
+  };
+  static constexpr auto kClearWait = 60s;
+  struct Pending {
+    Kind kind;
+    int target = -1;
+    Clock::time_point cleared;
+  };
+
+  Campaign(OperatorHarness& harness, LeaderAuditor& auditor, std::string ns, std::uint64_t seed, int interval_ms)
+      : h_(harness), auditor_(auditor), ns_(std::move(ns)), rng_(seed), interval_ms_(interval_ms) {}
+
+  ~Campaign();
+
+  // --- set-up -------------------------------------------------------------------------------------------------------
+
+  void setUp();
+
+  // Everything healthy before the first fault (else the first recoveries measure the start-up).
+  bool waitHealthy(std::chrono::milliseconds timeout);
+
+  // --- the run ------------------------------------------------------------------------------------------------------
+
+  void run(int faults, std::optional<std::chrono::seconds> cap);
+
+  // After the last fault: the bounded wait for every scope; returns how long it took (nullopt: not within the bound).
+  struct Final {
+    std::optional<long long> recovered_ms;
+    std::vector<std::string> failures;
+  };
+  Final finalCheck(const std::function<bool(const std::string&, std::chrono::milliseconds)>& steady_leader);
+
+  // Stops every candidate (SIGTERM) and checks each group's history.
+  struct GroupHistory {
+    std::size_t operations = 0, writes = 0, accepted = 0, refused = 0, unknown = 0, stale = 0;
+    bool linearizable = true;
+    std::string stuck;
+    long long check_ms = 0;
+  };
+  std::vector<GroupHistory> checkHistories();
+
+  // --- figures ------------------------------------------------------------------------------------------------------
+
+  int injected() const { return injected_; }
+  int skipped() const { return skipped_; }
+  Clock::duration duration() const { return campaign_duration_; }
+  const std::map<Kind, KindStats>& stats() const { return stats_; }
+  const std::vector<std::string>& unexpectedExits() const { return unexpected_exits_; }
+  const std::vector<std::string>& injectionErrors() const { return injection_errors_; }
+  const std::vector<std::string>& activityViolations() const { return activity_violations_; }
+  // The COMMAND windows read from the agent workloads' activity logs so far.
+  std::size_t activityWindows() const;
+  // What became of the requests held on the wire (after the run): one line each.
+  std::vector<std::string> heldRequestOutcomes();
+  // Per Lease (the operators', each group's): terms and time held per holder, as the monitor polled them.
+  std::vector<std::string> tenureSummary();
+  int lostLeadershipExits() const { return lost_leadership_exits_; }
+  int maxConcurrent() const { return max_concurrent_; }
+  int noReadyReplica() const { return no_ready_replica_; }
+  const std::set<std::string>& failedWorkloads() const { return failed_workloads_; }
+  std::size_t unrecoveredPending() const { return pending_.size(); }
+
+ private:
+  // --- processes ----------------------------------------------------------------------------------------------------
+
+  void startCandidate(Candidate& c);
+
+  // (Re)starts operator replica `i`, under libfaketime for kFakeTimeReplica. The harness has no per-replica
+  // environment: the variables are set in this process only while it spawns the replica (Process copies `environ`),
+  // on the campaign's thread, the only one that starts processes.
+  void startOperator(int i);
+  void ensureOperatorsRunning();
+
+  void stopCandidates();
+
+  Candidate* candidateByWriter(const std::string& writer);
+
+  // Exits nobody asked for; restarts.
+  void checkProcesses();
+
+  // --- observers ----------------------------------------------------------------------------------------------------
+
+  // The operators' Lease, polled on a thread of its own (a stalled control plane must not hold up the faults' clears).
+  void monitorLoop();
+
+  // Reads every group's register.
+  void observe();
+
+  // A replica not under a fault renewed the operators' Lease after `since`, and lately.
+  bool operatorsHealthy(Clock::time_point since);
+
+  // A running, unfrozen candidate's command wrote to the store after `since`, and lately; or a running, unfrozen
+  // client-go candidate holds the group's Lease and renewed it after `since`, and lately.
+  bool groupHealthy(int g, Clock::time_point since);
+
+  // Per workload: exactly one leader (Ready, with a token, not terminating), the desired number of Ready pods, none
+  // of a template older than the last change, and for an agent workload the leader's COMMAND running with its token
+  // (its activity log, not the operator's view).
+  std::vector<bool> workloadsHealthy();
+
+  // The workload's object as the campaign last changed it (replicas, template revision).
+  Json objectOf(const Workload& w) const;
+
+  // The agent workload's one leader runs its COMMAND with its token (its activity log beat within the last second,
+  // and after `beat_after`).
+  bool leaderCommandRunning(const Workload& w, Clock::time_point beat_after = {});
+
+  // Reads the agent workloads' new activity and records any overlap or token order violation.
+  void checkActivity();
+
+  // --- the loop -----------------------------------------------------------------------------------------------------
+
+  void tick();
+
+  template <typename T>
+  T pick(const std::vector<T>& from) {
+    return from[std::uniform_int_distribution<std::size_t>(0, from.size() - 1)(rng_)];
+  }
+  std::chrono::milliseconds hold(int lo_ms, int hi_ms);
+  int between(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
+
+  bool activeOf(const std::function<bool(const Active&)>& match) const;
+
+  void injectOne();
+
+  void addActive(Kind kind, int target, std::chrono::milliseconds how_long, std::function<void()> clear);
+  void instant(Kind kind, int target) { pending_.push_back({kind, target, Clock::now()}); }
+
+  // One fault of `kind` on an eligible target; false when none is eligible now.
+  bool tryInject(Kind kind);
+
+  // One fault on op-2's ApiProxy (one at a time, and not while op-2 is held otherwise), cleared after a few seconds.
+  bool injectApiFault(Kind kind);
+
+  // Everything op-2's proxy answered itself, delayed or dropped so far (watch lag excepted).
+  std::uint64_t apiHits();
+
+  // Holds op-2's next pod write on the wire, and every write of the operators' Lease it sends meanwhile (so it cannot
+  // renew: the hand-over comes from that, nothing is frozen or cut off), while it leads; everything held is released
+  // once another replica holds the operators' Lease. What the apiserver answered each late request is recorded.
+  bool injectHold();
+
+  void clearApiFaults();
+
+  bool annotatePod(const std::string& pod, const Json& value);
+  bool patchNodeHeartbeat(const std::string& node, const Json& value);
+
+  OperatorHarness& h_;
+  LeaderAuditor& auditor_;
+  std::string ns_;
+  std::mt19937_64 rng_;
+  int interval_ms_;
+
+  std::vector<Workload> workloads_;
+  std::vector<Group> groups_;
+  std::vector<std::unique_ptr<Candidate>> candidates_;
+  std::array<bool, 3> op_busy_{}, op_stopped_{}, op_blackholed_{};
+  bool api_faulted_ = false;  // op-2's ApiProxy has a fault armed
+  std::vector<Active> active_;
+  std::vector<Pending> pending_;
+
+  std::unique_ptr<kube::Client> monitor_client_;
+  std::thread monitor_;
+  std::atomic<bool> monitor_stop_{false};
+  std::mutex monitor_mutex_;
+  std::string op_holder_;
+  Clock::time_point op_renewed_{};
+  // Each group's Lease as the monitor last saw it change: a client-go leader writes no store, only its Lease.
+  struct LeaseSeen {
+    std::string holder;
+    std::string resource_version;
+    Clock::time_point changed{};
+  };
+  std::array<LeaseSeen, kGroupCount> group_leases_{};
+  struct Tenure {
+    int terms = 0;
+    Clock::duration held{};
+  };
+  std::map<std::string, Tenure> op_tenures_;                              // by replica identity
+  std::array<std::map<std::string, Tenure>, kGroupCount> group_tenures_;  // by candidate (g<g>c<c>)
+  std::optional<std::filesystem::path> client_go_binary_;
+  std::optional<std::filesystem::path> fake_time_library_;
+
+  std::map<Kind, KindStats> stats_;
+  std::vector<std::string> unexpected_exits_;
+  std::vector<std::string> injection_errors_;     // a fault that could not be injected or cleared (set-up failure)
+  std::vector<std::string> activity_violations_;  // agent workloads: overlapping windows, tokens out of order
+  int lost_leadership_exits_ = 0;
+  bool kubelet_dead_ = false;
+  int injected_ = 0;
+  int skipped_ = 0;
+  int max_concurrent_ = 0;
+  int no_ready_replica_ = 0;
+  std::set<std::string> failed_workloads_;
+  Clock::time_point last_cleared_{};
+  Clock::duration campaign_duration_{};
+};
+
+}  // namespace singleton::testing::chaos

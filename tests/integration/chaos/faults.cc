@@ -1,0 +1,457 @@
+// Injecting and clearing each kind of fault.
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "chaos/campaign.h"
+#include "support/elect_candidate.h"
+#include "support/fenced_register.h"
+
+namespace singleton::testing::chaos {
+
+using Json = nlohmann::json;
+
+bool Campaign::tryInject(Kind kind) {
+  const bool cp_active = activeOf([](const Active& a) { return controlPlane(a.kind); });
+  if (usesApi(kind) && cp_active) return false;
+  if (controlPlane(kind) && (cp_active || activeOf([](const Active& a) { return usesApi(a.kind); }))) {
+    return false;
+  }
+  switch (kind) {
+    case Kind::kOpKill:
+    case Kind::kOpStop:
+    case Kind::kOpBlackhole:
+    case Kind::kOpReset: {
+      int held = 0;
+      std::vector<int> free;
+      for (int i = 0; i < h_.operatorCount(); ++i) {
+        if (op_busy_[static_cast<std::size_t>(i)]) {
+          ++held;
+        } else if (i != kApiReplica || kind == Kind::kOpKill || kind == Kind::kOpStop) {
+          free.push_back(i);  // op-2 has no TcpProxy to blackhole or reset
+        }
+      }
+      if (free.empty() || ((kind == Kind::kOpStop || kind == Kind::kOpBlackhole) && held >= 2)) return false;
+      // Half the time the operator leader, when it is free.
+      std::optional<int> leader;
+      {
+        std::lock_guard lock(monitor_mutex_);
+        for (int i : free) {
+          if (OperatorHarness::identity(i) == op_holder_) leader = i;
+        }
+      }
+      const int i = leader && std::bernoulli_distribution(0.5)(rng_) ? *leader : pick(free);
+      const auto u = static_cast<std::size_t>(i);
+      if (kind == Kind::kOpKill) {
+        h_.signalOperator(i, SIGKILL);
+        h_.waitOperatorExit(i, 10s);
+        startOperator(i);
+        instant(kind, i);
+      } else if (kind == Kind::kOpStop) {
+        op_busy_[u] = op_stopped_[u] = true;
+        h_.signalOperator(i, SIGSTOP);
+        addActive(kind, i, h_.leaseDuration() + hold(1000, 3000), [this, i, u] {
+          h_.signalOperator(i, SIGCONT);
+          op_busy_[u] = op_stopped_[u] = false;
+        });
+      } else if (kind == Kind::kOpBlackhole) {
+        op_busy_[u] = op_blackholed_[u] = true;
+        h_.operatorProxy(i).blackhole();
+        addActive(kind, i, hold(3500, 6000), [this, i, u] {
+          h_.operatorProxy(i).heal();
+          op_busy_[u] = op_blackholed_[u] = false;
+        });
+      } else {
+        h_.operatorProxy(i).resetAll();
+        instant(kind, i);
+      }
+      return true;
+    }
+    case Kind::kCandKill:
+    case Kind::kCandStop:
+    case Kind::kCandBlackhole:
+    case Kind::kCandReset: {
+      const int g = std::uniform_int_distribution<int>(0, kGroupCount - 1)(rng_);
+      int held = 0;
+      std::vector<Candidate*> free;
+      Candidate* leader = nullptr;
+      const std::string writer =
+          groups_[static_cast<std::size_t>(g)].value.substr(0, groups_[static_cast<std::size_t>(g)].value.find('/'));
+      for (auto& c : candidates_) {
+        if (c->group != g) continue;
+        if (c->busy) {
+          ++held;
+          continue;
+        }
+        free.push_back(c.get());
+        if (c->writer == writer) leader = c.get();
+      }
+      if (free.empty() || ((kind == Kind::kCandStop || kind == Kind::kCandBlackhole) && held >= 2)) return false;
+      Candidate* c = leader != nullptr && std::bernoulli_distribution(0.6)(rng_) ? leader : pick(free);
+      if (kind == Kind::kCandKill) {
+        c->killed = true;
+        c->process->signal(SIGKILL);
+        c->process->wait(5s);
+        startCandidate(*c);
+        instant(kind, g);
+      } else if (kind == Kind::kCandStop) {
+        c->busy = c->stopped = true;
+        c->process->signal(SIGSTOP);
+        addActive(kind, g, 4000ms + hold(1000, 3000), [c] {
+          c->process->signal(SIGCONT);
+          c->busy = c->stopped = false;
+        });
+      } else if (kind == Kind::kCandBlackhole) {
+        c->busy = true;
+        c->proxy->blackhole();
+        addActive(kind, g, hold(3500, 6000), [c] {
+          c->proxy->heal();
+          c->busy = false;
+        });
+      } else {
+        c->proxy->resetAll();
+        instant(kind, g);
+      }
+      return true;
+    }
+    case Kind::kApiRestart:
+      h_.cluster().restartApiserver(/*kill=*/std::bernoulli_distribution(0.5)(rng_));
+      instant(kind, -1);
+      return true;
+    case Kind::kEtcdKill:
+      h_.cluster().restartEtcd(/*kill=*/true);
+      instant(kind, -1);
+      return true;
+    case Kind::kApiStop:
+    case Kind::kEtcdStop: {
+      const std::string component = kind == Kind::kApiStop ? "kube-apiserver" : "etcd";
+      h_.cluster().signalComponent(component, SIGSTOP);
+      addActive(kind, -1, kind == Kind::kApiStop ? hold(2000, 4000) : hold(2000, 5000),
+                [this, component] { h_.cluster().signalComponent(component, SIGCONT); });
+      return true;
+    }
+    case Kind::kApiConflict:
+    case Kind::kApiThrottle:
+    case Kind::kApi5xx:
+    case Kind::kApiGarbage:
+    case Kind::kApiDropAnswer:
+    case Kind::kApiWatchLag:
+    case Kind::kApiDelay:
+      return injectApiFault(kind);
+    case Kind::kApiHold:
+      return injectHold();
+    case Kind::kClientGoKill:
+    case Kind::kClientGoStop: {
+      Candidate* c = nullptr;
+      int held = 0;
+      for (auto& cand : candidates_) {
+        if (cand->group != kClientGoGroup) continue;
+        held += cand->busy;
+        if (cand->client_go) c = cand.get();
+      }
+      if (c == nullptr || c->busy || (kind == Kind::kClientGoStop && held >= 2)) return false;
+      if (kind == Kind::kClientGoKill) {
+        c->killed = true;
+        c->process->signal(SIGKILL);
+        c->process->wait(5s);
+        startCandidate(*c);
+        instant(kind, kClientGoGroup);
+      } else {
+        c->busy = c->stopped = true;
+        c->process->signal(SIGSTOP);
+        addActive(kind, kClientGoGroup, 4000ms + hold(1000, 3000), [c] {
+          c->process->signal(SIGCONT);
+          c->busy = c->stopped = false;
+        });
+      }
+      return true;
+    }
+    case Kind::kNodeHeartbeat: {
+      if (activeOf([](const Active& a) { return a.kind == Kind::kNodeHeartbeat; })) return false;
+      const auto nodes = h_.nodeNames();
+      const std::string node = pick(nodes);
+      if (!patchNodeHeartbeat(node, "stopped")) return false;
+      addActive(kind, -1, hold(12000, 15000),
+                [this, node] { eventually([&] { return patchNodeHeartbeat(node, nullptr); }, 30s, 200ms); });
+      return true;
+    }
+    default:
+      break;
+  }
+  // Workload faults.
+  const bool agent_kind = kind == Kind::kAgentKill || kind == Kind::kAgentStop;
+  std::vector<int> free;
+  for (std::size_t i = 0; i < workloads_.size(); ++i) {
+    const Workload& w = workloads_[i];
+    if (w.busy || (agent_kind && !w.tail)) continue;
+    // An agent workload is not re-created: its windows' tokens may start again with the new object, which the
+    // window checks (per workload name) would have to be told about.
+    if (kind == Kind::kRecreate && w.tail) continue;
+    free.push_back(static_cast<int>(i));
+  }
+  if (free.empty()) return false;
+  const int wi = pick(free);
+  Workload& w = workloads_[static_cast<std::size_t>(wi)];
+  const auto leader = auditor_.currentLeader(w.name);
+  switch (kind) {
+    case Kind::kPodDelete: {
+      if (!leader || leader->terminating) return false;
+      if (!h_.client().remove(kube::kPods, ns_, leader->name).ok()) return false;
+      instant(kind, wi);
+      return true;
+    }
+    case Kind::kPodUnready: {
+      if (!leader || leader->terminating) return false;
+      const std::string pod = leader->name;
+      if (!annotatePod(pod, "false")) return false;
+      w.busy = true;
+      addActive(kind, wi, hold(3000, 6000), [this, pod, wi] {
+        // The pod may be gone (replaced); then there is nothing to restore.
+        eventually([&] { return annotatePod(pod, nullptr) || !h_.getPod(ns_, pod); }, 30s, 200ms);
+        workloads_[static_cast<std::size_t>(wi)].busy = false;
+      });
+      return true;
+    }
+    case Kind::kSwitchover: {
+      if (!leader) return false;
+      std::vector<std::string> targets;
+      auditor_.waitUntil(
+          [&](const LeaderAuditor::State& s) {
+            auto it = s.workloads.find(w.name);
+            if (it == s.workloads.end()) return true;
+            for (const auto& [name, p] : it->second.pods) {
+              if (!p.leader() && p.ready && !p.terminating) targets.push_back(name);
+            }
+            return true;
+          },
+          0ms);
+      if (targets.empty()) return false;
+      const auto r =
+          h_.client().mergePatch(kWorkloadResource, ns_, w.name,
+                                 {{"metadata", {{"annotations", {{"singleton.dev/switchover-to", pick(targets)}}}}}});
+      if (!r.ok()) return false;
+      instant(kind, wi);
+      return true;
+    }
+    case Kind::kScale: {
+      std::vector<int> sizes;
+      for (int n = 1; n <= 3; ++n) {
+        if (n != w.replicas) sizes.push_back(n);
+      }
+      const int n = pick(sizes);
+      if (!h_.client().mergePatch(kWorkloadResource, ns_, w.name, {{"spec", {{"replicas", n}}}}).ok()) return false;
+      w.replicas = n;
+      instant(kind, wi);
+      return true;
+    }
+    case Kind::kLeaseDelete: {
+      if (!h_.client().remove(kube::kLeases, ns_, w.name + "-leader").ok()) return false;
+      instant(kind, wi);
+      return true;
+    }
+    case Kind::kTemplateChange: {
+      // Every pod's template is outdated now: recovered once all pods are of one newer template.
+      std::set<std::string> hashes;
+      auditor_.waitUntil(
+          [&](const LeaderAuditor::State& s) {
+            if (auto it = s.workloads.find(w.name); it != s.workloads.end()) {
+              for (const auto& [name, p] : it->second.pods) hashes.insert(p.template_hash);
+            }
+            return true;
+          },
+          0ms);
+      const Json patch = {
+          {"spec",
+           {{"template",
+             {{"metadata",
+               {{"annotations", {{"chaos.singleton.dev/revision", std::to_string(w.template_revision + 1)}}}}}}}}}};
+      if (!h_.client().mergePatch(kWorkloadResource, ns_, w.name, patch).ok()) return false;
+      ++w.template_revision;
+      w.stale_hashes.insert(hashes.begin(), hashes.end());
+      instant(kind, wi);
+      return true;
+    }
+    case Kind::kRecreate: {
+      if (!h_.client().remove(kWorkloadResource, ns_, w.name).ok()) return false;
+      w.busy = w.deleted = true;
+      const std::string name = w.name;
+      active_.push_back({kind, wi, Clock::now() + hold(1000, 3000),
+                         [this, wi] {
+                           Workload& again = workloads_[static_cast<std::size_t>(wi)];
+                           again.stale_hashes.clear();  // a new object: its pods are all new
+                           eventually([&] { return h_.createWorkload(objectOf(again)).ok(); }, 30s, 200ms);
+                           again.busy = again.deleted = false;
+                         },
+                         // The old object and every pod of it gone first (their names are the new object's).
+                         [this, name] {
+                           bool pods_gone = false;
+                           auditor_.waitUntil(
+                               [&](const LeaderAuditor::State& s) {
+                                 auto it = s.workloads.find(name);
+                                 pods_gone = it == s.workloads.end() || it->second.pods.empty();
+                                 return true;
+                               },
+                               0ms);
+                           return pods_gone && !h_.getWorkload(ns_, name);
+                         }});
+      return true;
+    }
+    case Kind::kAgentKill:
+    case Kind::kAgentStop: {
+      // The leader's agent more often than not, else any live pod's.
+      std::vector<LeaderAuditor::PodView> pods;
+      auditor_.waitUntil(
+          [&](const LeaderAuditor::State& s) {
+            if (auto it = s.workloads.find(w.name); it != s.workloads.end()) {
+              for (const auto& [name, p] : it->second.pods) {
+                if (!p.terminating) pods.push_back(p);
+              }
+            }
+            return true;
+          },
+          0ms);
+      if (pods.empty()) return false;
+      const LeaderAuditor::PodView target =
+          leader && !leader->terminating && std::bernoulli_distribution(0.6)(rng_) ? *leader : pick(pods);
+      const auto pid = chaos::agentProcessOfPod(target.uid);
+      if (!pid) return false;
+      if (kind == Kind::kAgentKill) {
+        if (::kill(*pid, SIGKILL) != 0) return false;
+        instant(kind, wi);
+        return true;
+      }
+      if (::kill(*pid, SIGSTOP) != 0) return false;
+      w.busy = true;
+      const pid_t frozen = *pid;
+      addActive(kind, wi, hold(kAgentFreezeMinMs, kAgentFreezeMaxMs), [this, frozen, wi] {
+        ::kill(frozen, SIGCONT);
+        workloads_[static_cast<std::size_t>(wi)].busy = false;
+      });
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+bool Campaign::injectApiFault(Kind kind) {
+  constexpr auto u = static_cast<std::size_t>(kApiReplica);
+  if (op_busy_[u]) return false;
+  int held = 0;
+  for (bool b : op_busy_) held += b;
+  if (held >= 2) return false;
+  // A follower sends little but watches (its caches are warm, only the leader reconciles): while op-2 follows, half
+  // the draws are refused (another kind is drawn), so more of these faults meet a leader's requests.
+  bool leads = false;
+  {
+    std::lock_guard lock(monitor_mutex_);
+    leads = op_holder_ == OperatorHarness::identity(kApiReplica);
+  }
+  if (!leads && std::bernoulli_distribution(0.5)(rng_)) return false;
+  ApiProxy& proxy = h_.operatorApiProxy(kApiReplica);
+  const ApiProxy::Match all = [](const ApiProxy::Request&) { return true; };
+  const ApiProxy::Match any = [](const ApiProxy::Request& r) { return !r.watch(); };
+  const ApiProxy::Match writes = [](const ApiProxy::Request& r) { return r.method != "GET" && !r.watch(); };
+  const ApiProxy::Match watches = [](const ApiProxy::Request& r) { return r.watch(); };
+  std::chrono::milliseconds how_long = hold(2000, 5000);
+  switch (kind) {
+    case Kind::kApiConflict:
+      proxy.injectAnswers(writes, between(2, 6), ApiProxy::Answer::kConflict);
+      break;
+    case Kind::kApiThrottle:
+      proxy.injectAnswers(all, between(2, 6), ApiProxy::Answer::kTooManyRequests);
+      break;
+    case Kind::kApi5xx:
+      proxy.injectAnswers(
+          all, between(2, 6),
+          std::bernoulli_distribution(0.5)(rng_) ? ApiProxy::Answer::kInternalError : ApiProxy::Answer::kUnavailable);
+      break;
+    case Kind::kApiGarbage:
+      proxy.injectAnswers(
+          all, between(1, 3),
+          std::bernoulli_distribution(0.5)(rng_) ? ApiProxy::Answer::kGarbage : ApiProxy::Answer::kTruncated);
+      break;
+    case Kind::kApiDropAnswer:
+      proxy.dropNextAnswer(any);
+      how_long = hold(3000, 6000);
+      break;
+    case Kind::kApiWatchLag:
+      proxy.setWatchDelay(watches, hold(1000, 3000));
+      how_long = hold(5000, 10000);
+      break;
+    case Kind::kApiDelay:
+      proxy.setDelay(any, hold(100, 5000));
+      how_long = hold(3000, 8000);
+      break;
+    default:
+      return false;
+  }
+  op_busy_[u] = api_faulted_ = true;
+  const std::uint64_t before = apiHits();
+  addActive(kind, kApiReplica, how_long, [this, kind, before] {
+    clearApiFaults();
+    stats_[kind].hit += apiHits() - before;
+    op_busy_[static_cast<std::size_t>(kApiReplica)] = api_faulted_ = false;
+  });
+  return true;
+}
+
+std::uint64_t Campaign::apiHits() {
+  ApiProxy& proxy = h_.operatorApiProxy(kApiReplica);
+  return proxy.injectedAnswers() + proxy.delayedRequests() + proxy.drops().size();
+}
+
+bool Campaign::injectHold() {
+  constexpr auto u = static_cast<std::size_t>(kApiReplica);
+  if (op_busy_[u]) return false;
+  int held = 0;
+  for (bool b : op_busy_) held += b;
+  if (held >= 2) return false;
+  {
+    std::lock_guard lock(monitor_mutex_);
+    if (op_holder_ != OperatorHarness::identity(kApiReplica)) return false;
+  }
+  ApiProxy& proxy = h_.operatorApiProxy(kApiReplica);
+  const std::string operator_lease =
+      std::string("/apis/coordination.k8s.io/v1/namespaces/") + kOperatorNamespace + "/leases/" + kOperatorLease;
+  auto pod_write_held = std::make_shared<bool>(false);  // evaluated under the proxy's lock
+  proxy.holdRequests([operator_lease, pod_write_held](const ApiProxy::Request& r) {
+    if (r.method == "GET" || r.watch()) return false;
+    if (r.path == operator_lease) return true;
+    if (r.path.find("/pods") == std::string::npos || *pod_write_held) return false;
+    *pod_write_held = true;
+    return true;
+  });
+  op_busy_[u] = api_faulted_ = true;
+  const std::size_t before = proxy.held().size();
+  active_.push_back({Kind::kApiHold, kApiReplica, Clock::now() + 1s,
+                     [this, before] {
+                       ApiProxy& p = h_.operatorApiProxy(kApiReplica);
+                       p.holdRequests(nullptr);
+                       p.releaseHeldRequests();
+                       stats_[Kind::kApiHold].hit += p.held().size() - before;
+                       op_busy_[static_cast<std::size_t>(kApiReplica)] = api_faulted_ = false;
+                     },
+                     // Released only once another replica leads (or kClearWait later).
+                     [this] {
+                       std::lock_guard lock(monitor_mutex_);
+                       return !op_holder_.empty() && op_holder_ != OperatorHarness::identity(kApiReplica);
+                     }});
+  return true;
+}
+
+void Campaign::clearApiFaults() {
+  ApiProxy& proxy = h_.operatorApiProxy(kApiReplica);
+  proxy.holdRequests(nullptr);
+  proxy.releaseHeldRequests();
+  proxy.injectAnswers(nullptr, 0, ApiProxy::Answer::kConflict);
+  proxy.disarmDrop();
+  proxy.setWatchDelay(nullptr, 0ms);
+  proxy.setDelay(nullptr, 0ms);
+}
+
+}  // namespace singleton::testing::chaos
