@@ -61,31 +61,6 @@ while True:
 std::string agentBinary() { return std::string(SINGLETON_BINARY_DIR) + "/cli/singleton-agent"; }
 std::string python() { return fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "/usr/local/bin/python3"; }
 
-// The live processes (not zombies) whose environment has POD_UID=<uid>: a process pod's agent and its COMMAND.
-std::vector<pid_t> processesOfPod(const std::string& uid) {
-  std::vector<pid_t> pids;
-  const std::string wanted = "POD_UID=" + uid;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream stat(entry.path() / "stat");
-    std::string stat_line;
-    std::getline(stat, stat_line);
-    const auto paren = stat_line.rfind(')');
-    if (paren == std::string::npos || paren + 2 >= stat_line.size() || stat_line[paren + 2] == 'Z') continue;
-    std::ifstream environ(entry.path() / "environ", std::ios::binary);
-    std::string variable;
-    while (std::getline(environ, variable, '\0')) {
-      if (variable == wanted) {
-        pids.push_back(static_cast<pid_t>(std::stol(name)));
-        break;
-      }
-    }
-  }
-  return pids;
-}
-
 class OperatorHandoffTest : public OperatorTest {
  protected:
   void SetUp() override {

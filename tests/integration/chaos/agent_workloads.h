@@ -5,6 +5,8 @@
 // pod carries a higher fencing token than every earlier window.
 #pragma once
 
+#include "support/process.h"
+
 #include <sys/types.h>
 
 #include <chrono>
@@ -60,8 +62,6 @@ class ActivityTail {
   std::set<std::string> reported_;     // "<pod>@<start>/<pod>@<start>" pairs already reported
 };
 
-// The live processes (not zombies) whose environment has POD_UID=<uid>: a process pod's agent and its COMMAND.
-std::vector<pid_t> processesOfPod(const std::string& uid);
 // Among them, the one whose argv[0] is singleton-agent.
 std::optional<pid_t> agentProcessOfPod(const std::string& uid);
 

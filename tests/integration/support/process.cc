@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 
 extern char** environ;
@@ -143,6 +145,30 @@ std::optional<Process::Line> Process::waitForLine(const std::function<bool(const
     return false;
   });
   return found;
+}
+
+std::vector<pid_t> processesOfPod(const std::string& uid) {
+  std::vector<pid_t> pids;
+  const std::string wanted = "POD_UID=" + uid;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string stat_line;
+    std::getline(stat, stat_line);
+    const auto paren = stat_line.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= stat_line.size() || stat_line[paren + 2] == 'Z') continue;
+    std::ifstream environ(entry.path() / "environ", std::ios::binary);
+    std::string variable;
+    while (std::getline(environ, variable, '\0')) {
+      if (variable == wanted) {
+        pids.push_back(static_cast<pid_t>(std::stol(name)));
+        break;
+      }
+    }
+  }
+  return pids;
 }
 
 }  // namespace singleton::testing

@@ -56,4 +56,7 @@ class Process {
   std::thread err_reader_;
 };
 
+// The live processes (not zombies) whose environment has POD_UID=<uid>: a process pod's agent and its COMMAND.
+std::vector<pid_t> processesOfPod(const std::string& uid);
+
 }  // namespace singleton::testing
