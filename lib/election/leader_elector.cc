@@ -39,7 +39,7 @@ bool sameWrite(const LeaderElectionRecord& a, const LeaderElectionRecord& b) {
          a.leader_transitions == b.leader_transitions && micros(a.renew_time) == micros(b.renew_time);
 }
 
-constexpr std::size_t kOwnAttemptsKept = 16;
+constexpr std::size_t kOwnAttemptsKept = 4096;
 
 }  // namespace
 
@@ -176,12 +176,18 @@ bool LeaderElector::expiredLocked(util::MonoTime now) const {
 bool LeaderElector::ownRecordLocked(const LeaderElectionRecord& record) const {
   if (record.holder_identity != config_.lock->identity()) return false;
   return std::any_of(own_attempts_.begin(), own_attempts_.end(),
-                     [&](const LeaderElectionRecord& mine) { return sameWrite(mine, record); });
+                     [&](const auto& mine) { return sameWrite(mine.second, record); });
 }
 
 void LeaderElector::rememberAttemptLocked(const LeaderElectionRecord& record) {
-  own_attempts_.push_back(record);
-  while (own_attempts_.size() > kOwnAttemptsKept) own_attempts_.pop_front();
+  // A write sent long ago can still land (held by a partition): forgetting it early would take it for another
+  // process under our identity, and step down for nothing.
+  const util::MonoTime now = clock_.now();
+  own_attempts_.emplace_back(now, record);
+  while (own_attempts_.size() > kOwnAttemptsKept ||
+         (!own_attempts_.empty() && now - own_attempts_.front().first > config_.late_write_window)) {
+    own_attempts_.pop_front();
+  }
 }
 
 LeaderElectionRecord LeaderElector::desiredRecordLocked(const std::optional<VersionedRecord>& current) const {

@@ -61,6 +61,11 @@ struct ElectorConfig {
   bool release_on_cancel = true;
   // Follow the record with a watch (default). Off: poll every retry_period like client-go.
   bool watch_record = true;
+  // How long a write of ours may still land after it was sent (a request whose answer never came, held by a
+  // partition and delivered when it heals): such a write is recognised as ours, not taken for another process under
+  // our identity. Default 15 min, about how long Linux retransmits unacknowledged data (net.ipv4.tcp_retries2 = 15).
+  // At most 4,096 writes are remembered.
+  util::Millis late_write_window{15 * 60 * 1000};
   LeaderCallbacks callbacks;
   const util::Clock* clock = &util::systemClock();  // never null
 };
@@ -146,7 +151,9 @@ class LeaderElector {
   Observation observed_;
   bool seen_any_ = false;  // some observation (even "no record") was made before
   std::optional<long long> highest_token_;
-  std::deque<LeaderElectionRecord> own_attempts_;  // our latest writes naming us (also those whose answer was lost)
+  // Our writes naming us within late_write_window (also those whose answer was lost), oldest first, with when they
+  // were sent.
+  std::deque<std::pair<util::MonoTime, LeaderElectionRecord>> own_attempts_;
   // Per run.
   bool watch_synced_ = false;
   bool term_active_ = false;  // a write of ours succeeded in this run: our next write renews the same term

@@ -240,5 +240,38 @@ TEST_F(ElectorTest, ARenewalWhoseAnswerWasLostIsNotAConflict) {
   EXPECT_EQ(a->outcome, static_cast<int>(Outcome::kStopped));
 }
 
+// A partition can hold a write of ours and deliver it long after we gave up on it (found by the fault campaign: a
+// follower cut off for a minute tried to acquire every retry period; when the partition healed its oldest attempt
+// landed, and with only its last 16 writes remembered it took its own write for another process under its identity).
+TEST_F(ElectorTest, AWriteOfOursDeliveredLongAfterwardsIsNotAConflict) {
+  auto b = candidate("b");
+  ASSERT_TRUE(b->elector->tryAcquireOrRenew(1s));  // b leads, then goes silent (crashed)
+  auto a = candidate("a");
+  a->start();
+  ASSERT_TRUE(eventually([&] { return a->elector->observedLeader() == "b" && clock_.sleepers() >= 1; }));
+  a->lock->holdWrites(true);
+  clock_.advance(15s);  // b's record has expired on a's clock: a tries to take it, every retry period
+  ASSERT_TRUE(eventually([&] { return a->lock->held() >= 1; }));
+  while (a->lock->held() < 30) {  // a minute of attempts, each held on the wire
+    const std::size_t held = a->lock->held();
+    ASSERT_TRUE(eventually([&] { return clock_.sleepers() >= 1; }));
+    clock_.advance(2s);
+    ASSERT_TRUE(eventually([&] { return a->lock->held() > held; })) << held;
+  }
+  EXPECT_EQ(a->started, 0);
+  a->lock->holdWrites(false);
+  const int before = a->lock->delivered();
+  a->lock->deliverHeld();  // the partition heals: the first attempt (a minute old) commits, the others conflict
+  EXPECT_EQ(store_->read()->record.holder_identity, "a");
+  ASSERT_TRUE(eventually([&] { return a->lock->delivered() > before; }));
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(a->outcome, -1) << "its own late write taken for another process under its identity";
+  clock_.advance(2s);
+  ASSERT_TRUE(eventually([&] { return a->started == 1; }));
+  EXPECT_EQ(a->outcome, -1);
+  a->stop();
+  EXPECT_EQ(a->outcome, static_cast<int>(Outcome::kStopped));
+}
+
 }  // namespace
 }  // namespace singleton::election

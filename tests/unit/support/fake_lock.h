@@ -7,7 +7,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "election/lock.h"
@@ -103,6 +105,11 @@ class FakeLock final : public election::Lock {
   util::Result<election::VersionedRecord> update(const std::string& version,
                                                  const election::LeaderElectionRecord& record, util::Millis) override {
     if (auto e = injected()) return *e;
+    if (holding_) {
+      std::lock_guard g(held_mutex_);
+      held_.emplace_back(version, record);
+      return util::makeError(util::ErrorCode::kTimeout, "no answer (the request is held on the wire)");
+    }
     if (hanging_) {
       ++stuck_;
       while (hanging_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -140,6 +147,18 @@ class FakeLock final : public election::Lock {
   void loseAnswers(bool on) { losing_answers_ = on; }
   // update() blocks while set (a wedged connection).
   void hang(bool on) { hanging_ = on; }
+  // update() neither commits nor answers while set (reported as a timeout): the request is held on the wire until
+  // deliverHeld() applies every held one in order, as a healed partition would deliver them late.
+  void holdWrites(bool on) { holding_ = on; }
+  std::size_t held() const {
+    std::lock_guard g(held_mutex_);
+    return held_.size();
+  }
+  void deliverHeld() {
+    std::lock_guard g(held_mutex_);
+    for (const auto& [version, record] : held_) (void)store_->update(version, record);  // later ones conflict
+    held_.clear();
+  }
   int updates() const { return updates_; }
   // update() calls blocked by hang() right now.
   int stuck() const { return stuck_; }
@@ -157,6 +176,9 @@ class FakeLock final : public election::Lock {
   std::atomic<bool> partitioned_{false};
   std::atomic<bool> hanging_{false};
   std::atomic<bool> losing_answers_{false};
+  std::atomic<bool> holding_{false};
+  mutable std::mutex held_mutex_;
+  std::vector<std::pair<std::string, election::LeaderElectionRecord>> held_;
   std::atomic<int> updates_{0};
   std::atomic<int> gets_{0};
   std::atomic<int> stuck_{0};
