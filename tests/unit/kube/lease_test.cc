@@ -100,6 +100,18 @@ TEST(Lease, RoundTripOfOurOwnOutput) {
   EXPECT_EQ(back.spec, lease.spec);
 }
 
+// Found by the lease fuzzer: a MicroTime with a 7th fractional digit decoded to nanoseconds, and written back as
+// microseconds it was another time.
+TEST(Lease, MicroTimesKeepMicrosecondsOnly) {
+  Json object = Json::parse(kServerLease);
+  object["spec"]["renewTime"] = "2027-12-01T10:00:05.5000002Z";
+  object["spec"]["acquireTime"] = "2027-12-01T10:00:05.999999999Z";
+  const Lease lease = leaseFromJson(object).value();
+  EXPECT_EQ(lease.spec.renew_time, at("2027-12-01T10:00:05.500000Z"));
+  EXPECT_EQ(lease.spec.acquire_time, at("2027-12-01T10:00:05.999999Z"));
+  EXPECT_EQ(leaseFromJson(leaseToJson(lease)).value().spec, lease.spec);
+}
+
 TEST(Lease, NullsMeanAbsent) {
   auto lease = leaseFromJson(Json::parse(R"({"metadata":{"name":"x"},"spec":{"holderIdentity":null,
       "renewTime":null}})"));
