@@ -1,6 +1,6 @@
 // Processes of the fault campaign that are not our own code's usual set-up: client-go's leader-election example as a
-// 4th candidate in an elect group (a mixed fleet on one Lease), and libfaketime for clock faults (a process whose
-// CLOCK_REALTIME and CLOCK_MONOTONIC are offset and run at another rate).
+// 4th candidate in an elect group (a mixed fleet on one Lease), and clock faults: libfaketime offsets a process's
+// CLOCK_REALTIME and runs it at another rate, our libsingleton-clock-rate.so runs its CLOCK_MONOTONIC at that rate.
 #pragma once
 
 #include <filesystem>
@@ -25,13 +25,23 @@ std::unique_ptr<Process> clientGoCandidate(const std::filesystem::path& binary, 
 
 // libfaketime's multi-threaded library, if installed (Debian's libfaketime).
 std::optional<std::filesystem::path> fakeTimeLibrary();
+// ${SINGLETON_BINARY_DIR}/tests/libsingleton-clock-rate.so (tests/tools/clock_rate.cc), if it was built: an
+// LD_PRELOAD library that runs CLOCK_MONOTONIC (steady_clock) at $SINGLETON_CLOCK_RATE and translates the waits timed
+// with it (condition variables, sleeps, timerfds).
+std::optional<std::filesystem::path> clockRateLibrary();
+// The rate of a FAKETIME spec as written: its "xR" part ("+30s x1.02" -> "1.02"), or nullopt when it has none.
+std::optional<std::string> fakeTimeRate(const std::string& faketime);
 // Whether this test binary (and so the binaries beside it) was built with AddressSanitizer.
 bool addressSanitizerBuild();
 // The environment that runs a process under libfaketime with `faketime` (e.g. "+30s x1.02": CLOCK_REALTIME 30 s ahead
-// and 2 % fast; CLOCK_MONOTONIC is left alone, see peers.cc). Under ASan, the runtime's check that it is loaded first
-// is turned off.
+// and 2 % fast). CLOCK_MONOTONIC runs at the spec's rate too when clockRateLibrary() exists (preloaded before
+// libfaketime, with SINGLETON_CLOCK_RATE), else it is left alone (see peers.cc). Under ASan, the runtime's check that
+// it is loaded first is turned off.
 std::map<std::string, std::string> fakeTimeEnvironment(const std::filesystem::path& library,
                                                        const std::string& faketime);
+// The environment that runs a process with clockRateLibrary() `library` alone at `rate` (e.g. "1.02"): its
+// CLOCK_MONOTONIC scaled, its wall clock real. Under ASan, as above.
+std::map<std::string, std::string> clockRateEnvironment(const std::filesystem::path& library, const std::string& rate);
 
 // singleton-elect as electCandidate() starts it, with `extra_env` (e.g. fakeTimeEnvironment()).
 std::unique_ptr<Process> electCandidateWithEnvironment(const std::string& lease, const std::string& identity,
