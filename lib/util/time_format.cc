@@ -10,12 +10,10 @@ namespace {
 std::string format(WallTime time, int fraction_digits) {
   using namespace std::chrono;
   const auto since_epoch = time.time_since_epoch();
-  auto secs = duration_cast<seconds>(since_epoch);
-  auto micros = duration_cast<microseconds>(since_epoch - secs).count();
-  if (micros < 0) {  // times before 1970: floor, not truncate
-    micros += 1'000'000;
-    secs -= seconds(1);
-  }
+  // Floor, not truncate: a time before 1970 is a negative count, and truncating its fraction rounds it up (found by
+  // the duration_time fuzzer: 1929-12-01T10:01:05.114444444Z was written as .114445).
+  const auto secs = floor<seconds>(since_epoch);
+  const auto micros = floor<microseconds>(since_epoch - secs).count();
   const std::time_t t = secs.count();
   std::tm tm{};
   gmtime_r(&t, &tm);

@@ -32,6 +32,17 @@ TEST(FuzzRegressionTest, DecimalDurationsAreExact) {
   EXPECT_FALSE(parseDuration("99999999999999999999999h").ok());
 }
 
+// fuzz_duration_time: a time before 1970 with a fraction finer than microseconds was written rounded up
+// (".114444444" as ".114445": the fraction of a negative count was truncated toward zero), so it did not survive a
+// MicroTime round trip.
+TEST(FuzzRegressionTest, TimesBefore1970AreFlooredToMicroseconds) {
+  const auto t = parseTime("1929-12-01T10:01:05.114444444Z");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(formatMicroTime(*t), "1929-12-01T10:01:05.114444Z");
+  EXPECT_EQ(formatMicroTime(*parseTime("1969-12-31T23:59:59.9999999Z")), "1969-12-31T23:59:59.999999Z");
+  EXPECT_EQ(formatTime(*parseTime("1969-12-31T23:59:59.5Z")), "1969-12-31T23:59:59Z");
+}
+
 // fuzz_operator_flags: an unknown flag containing a newline was echoed into the error, which then spanned two lines
 // (the promise is one readable line on stderr).
 TEST(FuzzRegressionTest, UsageErrorsQuotingInputStayOnOneLine) {
