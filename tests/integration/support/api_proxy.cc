@@ -105,6 +105,7 @@ long long parseRequest(const std::string& buffer, ApiProxy::Request& out) {
     std::string value = header.substr(colon + 1);
     value.erase(0, value.find_first_not_of(" \t"));
     if (name == "content-length") length = std::stoull(value);
+    if (name == "authorization") out.authorized = true;
     if (name == "transfer-encoding" && lower(value) != "identity") return -1;  // no chunked requests
   }
   const std::size_t total = end + 4 + length;
@@ -204,6 +205,11 @@ void ApiProxy::writeKubeconfig(const std::string& token, const std::filesystem::
                                       << "contexts:\n- name: api-proxy\n  context:\n    cluster: api-proxy\n"
                                       << "    user: admin\n    namespace: default\ncurrent-context: api-proxy\n";
   std::filesystem::permissions(out, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+}
+
+void ApiProxy::authorizeAs(std::string token) {
+  std::lock_guard lock(mutex_);
+  token_ = std::move(token);
 }
 
 void ApiProxy::dropNextAnswer(Match match, bool hold) {
@@ -407,8 +413,12 @@ void ApiProxy::serve(Connection& connection) {
           break;
         }
         request = std::move(next);
-        const std::string raw = pending_request.substr(0, static_cast<std::size_t>(size));
+        std::string raw = pending_request.substr(0, static_cast<std::size_t>(size));
         pending_request.erase(0, static_cast<std::size_t>(size));
+        if (!request.authorized) {
+          std::lock_guard lock(mutex_);
+          if (!token_.empty()) raw.insert(raw.find("\r\n") + 2, "Authorization: Bearer " + token_ + "\r\n");
+        }
         mode = request.watch() ? Mode::kWatch : Mode::kForward;
         std::optional<Answer> answer;
         std::chrono::milliseconds late{0};

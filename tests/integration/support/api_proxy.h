@@ -64,7 +64,8 @@ class ApiProxy {
     std::string path;    // "/api/v1/namespaces/ns/pods/web-0", without the query
     std::string query;   // "watch=1&labelSelector=..." (no '?'), "" if none
     std::string body;
-    bool watch() const;  // the query asks for a watch
+    bool authorized = false;  // it carries an Authorization header
+    bool watch() const;       // the query asks for a watch
   };
   using Match = std::function<bool(const Request&)>;
   struct Drop {
@@ -83,6 +84,9 @@ class ApiProxy {
 
   // Writes a kubeconfig naming http://127.0.0.1:<port()> with `token` as the user's bearer token.
   void writeKubeconfig(const std::string& token, const std::filesystem::path& out) const;
+  // Adds "Authorization: Bearer <token>" to every request that has none: client-go sends no credentials to a plain
+  // http:// server (clientcmd reads them only for TLS), so through this proxy its requests would be anonymous.
+  void authorizeAs(std::string token);
 
   void dropNextAnswer(Match match, bool hold = false);  // one request; arming again replaces an unused one
   void disarmDrop();
@@ -121,6 +125,7 @@ class ApiProxy {
   void* tls_context_ = nullptr;  // SSL_CTX
   std::atomic<bool> stopping_{false};
   mutable std::mutex mutex_;
+  std::string token_;  // authorizeAs
   Match drop_match_;
   bool drop_hold_ = false;
   std::uint64_t release_generation_ = 0;

@@ -204,24 +204,21 @@ void OperatorHarness::startOperator(int index) {
   const std::string log = operatorLogPath(index).string();
   { std::ofstream(log, std::ios::app) << "==== starting " << identity(index) << "\n"; }
   std::string kubeconfig = cluster_.kubeconfigPath().string();
-  const bool api_proxied = options_.api_proxy_operators || index == options_.api_proxy_replica;
-  if (options_.proxy_operators && !api_proxied) {
-    // The proxy outlives restarts of its replica, so a test can keep one fault in place across them.
-    if (!r.proxy) {
-      r.proxy = std::make_unique<TcpProxy>(cluster_.apiserverPort());
-      r.proxied_kubeconfig = log_dir_ / ("kubeconfig-" + identity(index));
-      r.proxy->writeKubeconfig(cluster_.kubeconfigPath(), r.proxied_kubeconfig);
-    }
-    kubeconfig = r.proxied_kubeconfig.string();
-  } else if (api_proxied) {
-    // Plain HTTP to the proxy, with the credentials of the cluster's kubeconfig (its admin token).
-    if (!r.api_proxy) {
-      r.api_proxy = std::make_unique<ApiProxy>(cluster_.apiserverPort());
-      r.proxied_kubeconfig = log_dir_ / ("kubeconfig-api-" + identity(index));
-      r.api_proxy->writeKubeconfig(cluster_.adminToken(), r.proxied_kubeconfig);
-    }
-    kubeconfig = r.proxied_kubeconfig.string();
+  if (options_.api_proxy_operators && !r.api_proxy) {
+    // Plain HTTP to the proxy, with the credentials of the cluster's kubeconfig (its admin token). The proxies outlive
+    // restarts of their replica, so a test can keep one fault in place across them.
+    r.api_proxy = std::make_unique<ApiProxy>(cluster_.apiserverPort());
+    r.proxied_kubeconfig = log_dir_ / ("kubeconfig-api-" + identity(index));
+    r.api_proxy->writeKubeconfig(cluster_.adminToken(), r.proxied_kubeconfig);
   }
+  if (options_.proxy_operators && !r.proxy) {
+    const std::filesystem::path upstream =
+        r.api_proxy ? r.proxied_kubeconfig : std::filesystem::path(cluster_.kubeconfigPath());
+    r.proxy = std::make_unique<TcpProxy>(r.api_proxy ? r.api_proxy->port() : cluster_.apiserverPort());
+    r.proxied_kubeconfig = log_dir_ / ("kubeconfig-" + identity(index));
+    r.proxy->writeKubeconfig(upstream, r.proxied_kubeconfig);
+  }
+  if (r.proxy || r.api_proxy) kubeconfig = r.proxied_kubeconfig.string();
   // sh execs the operator with its output appended to the log file, so the pid is the operator's.
   std::vector<std::string> argv = {"/bin/sh",
                                    "-c",

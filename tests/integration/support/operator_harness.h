@@ -71,10 +71,9 @@ class OperatorHarness {
     // Each replica talks to the apiserver through a TcpProxy of its own (operatorProxy(i)), for network faults.
     bool proxy_operators = false;
     // Each replica talks plain HTTP to an ApiProxy of its own (operatorApiProxy(i)), for faults on single requests.
-    // Not together with proxy_operators.
+    // Together with proxy_operators, the TcpProxy sits in front of the ApiProxy: replica → TcpProxy → ApiProxy →
+    // apiserver, so a replica can be cut off, reset, or have single requests answered, delayed or held.
     bool api_proxy_operators = false;
-    // With proxy_operators: this one replica has an ApiProxy instead of its TcpProxy (-1: none).
-    int api_proxy_replica = -1;
   };
 
   OperatorHarness(LocalCluster& cluster, Options options);

@@ -196,7 +196,7 @@ void TcpProxy::writeKubeconfig(const std::filesystem::path& kubeconfig, const st
   if (!in) throw std::runtime_error("cannot read " + kubeconfig.string());
   std::stringstream text;
   text << in.rdbuf();
-  static const std::regex kServer(R"((server:\s*https://127\.0\.0\.1:)\d+)");
+  static const std::regex kServer(R"((server:\s*https?://127\.0\.0\.1:)\d+)");
   const std::string rewritten = std::regex_replace(text.str(), kServer, "$01" + std::to_string(port_));
   std::ofstream(out, std::ios::trunc) << rewritten;
   std::filesystem::permissions(out, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);

@@ -84,7 +84,7 @@ class TcpProxy {
   // Bytes written to the server strictly after `instant` (a request sent then, or held bytes released then).
   std::size_t bytesUpstreamAfter(TimePoint instant) const;
 
-  // Writes a copy of `kubeconfig` to `out` whose `server:` names this proxy (https://127.0.0.1:<port()>).
+  // Writes a copy of `kubeconfig` to `out` whose `server:` (http or https, on 127.0.0.1) names this proxy.
   void writeKubeconfig(const std::filesystem::path& kubeconfig, const std::filesystem::path& out) const;
 
  private:
