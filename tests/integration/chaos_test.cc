@@ -1,27 +1,31 @@
 // A bounded fault campaign on the local control plane (issue 13, part 1: `make chaos`).
 //
-// Actors: 3 operator replicas, op-0 and op-1 each behind its own TcpProxy, op-2 behind an ApiProxy (HTTP-aware: it
-// answers, delays or drops single requests; see kApiReplica); the simulated kubelet (3 Nodes); 20 SingletonWorkloads of
-// 1-3 pods, 4 of which (isAgentWorkload) run real processes, `singleton-agent -- singleton-activity` (see
-// chaos/agent_workloads.h); 3 singleton-elect groups of 3 candidates, each candidate behind its own TcpProxy, whose
-// COMMAND is singleton-fenced-client writing with its fencing token to the group's FencedStore, and in group 0 a 4th
-// candidate, client-go's leader-election example (chaos/peers.h; skipped with a line when its binary is absent).
-// Clock faults: op-1 runs under libfaketime 30 s ahead and 2 % fast, candidate g1c2 30 s behind and 2 % slow (within
-// the 10 % drift margin of lib/election/timings.h). Timings: lease 4 s, renew deadline 3 s, retry 1 s (operators and
+// Actors: 3 operator replicas, each talking to the apiserver through a TcpProxy (blackholes, resets) in front of an
+// ApiProxy (HTTP-aware: it answers, delays, holds or drops single requests); the simulated kubelet (3 Nodes); 20
+// SingletonWorkloads of 1-3 pods, 4 of which (isAgentWorkload) run real processes, `singleton-agent --
+// singleton-activity` (see chaos/agent_workloads.h); 3 singleton-elect groups of 3 candidates, each candidate behind
+// the same pair of proxies, whose COMMAND is singleton-fenced-client writing with its fencing token to the group's
+// FencedStore, and in group 0 a 4th candidate, client-go's leader-election example (chaos/peers.h; skipped with a
+// line when its binary is absent).
+// Clock faults: op-1's wall clock runs 30 s ahead and both its clocks (wall and monotonic) 2 % fast, candidate g1c2's
+// 30 s behind and 2 % slow (libfaketime + libsingleton-clock-rate.so, chaos/peers.h; within the 10 % drift margin of
+// lib/election/timings.h). Timings: lease 4 s, renew deadline 3 s, retry 1 s (operators and
 // candidates); the workloads' own Leases the default 15 s.
 //
 // Faults are drawn at random from a seed (CHAOS_SEED, printed; random when unset), weighted so that the slow ones are
 // rarer, until CHAOS_FAULTS faults (default 60) have been injected or CHAOS_SECONDS (optional) have passed. Several
-// faults are active at once (never more than 2 of the 3 operators, or of a group's 3 candidates, held at once; one
-// control-plane fault at a time). Kinds: see kKinds in chaos/common.h. The "api"/answer/watch/request kinds act on
-// op-2's ApiProxy,
-// one at a time, preferably while op-2 leads (a follower sends little but watches), and are disarmed after 2-10 s: the
-// next 2-6 matching requests (writes for 409; watches too for 429, 5xx, garbage) get a synthesized 409 / 429
-// Retry-After: 1 / 500 or 503 Status, or 1-3 get a garbage or truncated 200 body, without reaching the apiserver; the
-// next request is applied and its answer dropped (connection closed); watch answers arrive 1-3 s late; or every request
-// reaches the apiserver 100 ms-5 s late. Their table column "api hits" counts the requests actually affected while
-// armed (a follower makes few writes, so a 409 may not fire). "write held on the wire" holds op-2's next pod write and
-// its Lease renewals (nothing else) until another replica leads, then delivers them late.
+// faults are active at once (never more than 2 of the 3 operators, or of a group's candidates, held at once; one
+// control-plane fault at a time). Kinds: see kKinds in chaos/common.h. The "api"/answer/watch/request kinds act on one
+// operator replica's ApiProxy (the leader's half the time: a follower sends little but watches), "candidate api" on
+// one candidate's (its group's leader more often than not), and are disarmed after 2-10 s: the next 2-6 matching
+// requests (writes for 409; watches too for 429, 5xx, garbage) get a synthesized 409 / 429 Retry-After: 1 / 500 or
+// 503 Status, or 1-3 get a garbage or truncated 200 body, without reaching the apiserver; the next request is applied
+// and its answer dropped (connection closed); watch answers arrive 1-3 s late; or every request reaches the apiserver
+// 100 ms-5 s late. Their table column "api hits" counts the requests actually affected while armed (a follower makes
+// few writes, so a 409 may not fire). "write held on the wire" holds the operator leader's next pod write and its
+// Lease renewals (nothing else) until another replica leads, then delivers them late. "client-go made leader" cuts
+// group 0's singleton-elect candidates off until client-go's candidate holds the Lease (its column: the times it
+// did). "elect group's Lease deleted" deletes group 1's or 2's Lease while its candidates run.
 //
 // Code: chaos/campaign.{h,cc} (the run), chaos/actors.cc (processes), chaos/faults.cc (injecting and clearing),
 // chaos/invariants.cc (healthy scopes, activity logs), chaos/agent_workloads.{h,cc}, chaos/peers.{h,cc}; this file
@@ -31,6 +35,11 @@
 //   - never two pods of a workload labelled leader, every leader's token above every earlier one of the workload object
 //     (LeaderAuditor: its own pod watch, not through any proxy; per workload uid, so a re-created workload may start
 //     again);
+//   - per Lease (the workloads', the groups', the operators'), every term's token above every earlier term's, also
+//     across a Lease deleted by hand (LeaseAuditor: Lease watches of its own; a workload's Lease per workload uid);
+//   - while client-go's candidate holds group 0's Lease (polled), no singleton-elect COMMAND invokes a write (the
+//     group's store history), except one whose elector was paused in its term (the documented exposure: its COMMAND
+//     runs on, and only fencing refuses it; counted apart);
 //   - per agent workload, never two COMMAND windows overlapping, and a window of another pod always with a higher
 //     token (the processes' own activity logs, on CLOCK_MONOTONIC);
 //   - per elect group, the fenced store's merged history is linearizable as a fenced register and no stale write was
@@ -67,7 +76,7 @@ class ChaosTest : public OperatorTest {
   static void SetUpTestSuite() {
     OperatorHarness::Options options;
     options.proxy_operators = true;
-    options.api_proxy_replica = kApiReplica;
+    options.api_proxy_operators = true;
     startHarness(std::move(options));
   }
 };
@@ -118,13 +127,14 @@ TEST_F(ChaosTest, Campaign) {
     total_unrecovered += s.unrecovered;
     std::printf("%-40s %8d %10d %12d %12lld %12lld %8s\n", k.name, s.injected, s.recovered, s.unrecovered,
                 s.recovered > 0 ? s.total_ms / s.recovered : 0LL, s.worst_ms,
-                (apiAnswer(k.kind) && k.kind != Kind::kApiWatchLag) || k.kind == Kind::kApiHold
+                (apiAnswer(k.kind) && k.kind != Kind::kApiWatchLag) || k.kind == Kind::kApiHold ||
+                        k.kind == Kind::kCandApi || k.kind == Kind::kClientGoLeads
                     ? std::to_string(s.hit).c_str()
                     : "-");
   }
   std::printf(
       "(recovery: from the fault clearing to its scope healthy again, bound %lld s; %zu still pending at the "
-      "end;\n api hits: requests op-2's ApiProxy answered itself, delayed, held or whose answer it dropped while "
+      "end;\n api hits: requests the ApiProxy answered itself, delayed, held or whose answer it dropped while "
       "armed)\n",
       static_cast<long long>(kRecoveryBound.count()), campaign.unrecoveredPending());
 
@@ -156,6 +166,11 @@ TEST_F(ChaosTest, Campaign) {
   }
   std::printf("%-66s %10zu\n", "two COMMAND windows of an agent workload overlapping (activity logs)", overlaps);
   std::printf("%-66s %10zu\n", "a COMMAND window of another pod without a higher token (logs)", window_tokens);
+  const auto lease_violations = campaign.leaseViolations();
+  std::printf("%-66s %10zu\n", "a Lease term's token not above every earlier one (Lease watches)",
+              lease_violations.size());
+  std::printf("%-66s %10zu\n", "a singleton-elect write inside a client-go term (store, Lease)",
+              campaign.clientGoOverlaps().size());
   std::printf("%-66s %10zu\n", "elect group history not linearizable (fenced register)", nonlinear);
   std::printf("%-66s %10zu\n", "stale writes accepted by a fenced store", stale);
   std::printf("%-66s %10zu\n", "no leader within the bound after the last fault", final.failures.size());
@@ -166,6 +181,13 @@ TEST_F(ChaosTest, Campaign) {
       final.recovered_ms ? (std::to_string(*final.recovered_ms) + " ms").c_str() : "NOT within the bound",
       campaign.noReadyReplica(), campaign.lostLeadershipExits());
   std::printf("agent workloads: %zu COMMAND windows read from their activity logs\n", campaign.activityWindows());
+  const auto lf = campaign.leaseFigures();
+  std::printf(
+      "Leases: %zu terms checked on %zu Leases; %zu deleted, %zu re-created, %zu terms after a re-creation checked "
+      "against the tokens before it\n",
+      lf.terms, lf.leases, lf.deletions, lf.recreations, lf.terms_after_recreation);
+  std::printf("client-go's candidate: %zu terms on group %d's Lease; %zu writes of paused electors inside them\n",
+              campaign.clientGoTerms(), kClientGoGroup, campaign.pausedWritesInClientGoTerms());
   for (const auto& line : campaign.heldRequestOutcomes()) std::printf("held on the wire: %s\n", line.c_str());
   std::printf("(op-%d runs under FAKETIME \"%s\", g%dc%d under \"%s\"; g%dc%d is client-go's example)\n",
               kFakeTimeReplica, kFakeTimeOperator, kFakeTimeGroup, kFakeTimeCandidate, kFakeTimeCandidateSpec,
@@ -188,6 +210,9 @@ TEST_F(ChaosTest, Campaign) {
     if (!violating.contains(w)) std::cout << "==== timeline of " << w << "\n" << auditor().describe(w) << "\n";
   }
   EXPECT_TRUE(violations.empty()) << violations.size() << " auditor violations, seed " << seed;
+  for (const auto& v : lease_violations) ADD_FAILURE() << "Lease: " << v << " (seed " << seed << ")";
+  for (const auto& v : campaign.clientGoOverlaps())
+    ADD_FAILURE() << "client-go term: " << v << " (seed " << seed << ")";
   for (const auto& v : campaign.activityViolations()) ADD_FAILURE() << v << " (seed " << seed << ")";
   EXPECT_EQ(stale, 0u) << "seed " << seed;
   for (std::size_t g = 0; g < histories.size(); ++g) {

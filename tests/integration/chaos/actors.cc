@@ -20,6 +20,7 @@ void Campaign::startCandidate(Candidate& c) {
   c.writer = "g" + std::to_string(c.group) + "c" + std::to_string(c.index) + "r" + std::to_string(c.incarnation);
   c.killed = false;
   c.stopped = false;
+  c.started = Clock::now();
   const Group& g = groups_[static_cast<std::size_t>(c.group)];
   if (c.client_go) {
     c.process = chaos::clientGoCandidate(*client_go_binary_, c.kubeconfig.string(), g.lease, c.writer);
@@ -40,7 +41,7 @@ void Campaign::startCandidate(Candidate& c) {
   }
   // Only the elector's clocks are faked: its COMMAND's history is timed on the real monotonic clock, as every other
   // writer's (the linearizability check compares them).
-  command.insert(command.begin(), {"/usr/bin/env", "-u", "LD_PRELOAD", "-u", "FAKETIME"});
+  command.insert(command.begin(), {"/usr/bin/env", "-u", "LD_PRELOAD", "-u", "FAKETIME", "-u", "SINGLETON_CLOCK_RATE"});
   c.process = chaos::electCandidateWithEnvironment(g.lease, c.writer, command, c.kubeconfig.string(),
                                                    chaos::fakeTimeEnvironment(*fake_time_library_, c.faketime));
 }
@@ -87,6 +88,7 @@ void Campaign::stopCandidates() {
     if (c->stopped) c->process->signal(SIGCONT);
     c->stopped = false;
     if (c->proxy) c->proxy->heal();
+    if (c->api_proxy) clearApiFaults(*c->api_proxy);
     if (c->process->running()) c->process->signal(SIGTERM);
   }
   for (auto& c : candidates_) {
@@ -143,12 +145,16 @@ void Campaign::monitorLoop() {
     if (!holder.empty() && holder != before) ++tenures[holder].terms;
   };
   auto last_poll = Clock::now();
+  // When the last answered poll of client-go's group was sent.
+  std::optional<Clock::time_point> last_answered_sent;
   while (!monitor_stop_) {
     const auto now = Clock::now();
     const auto elapsed = now - last_poll;
     last_poll = now;
     for (int g = 0; g < kGroupCount; ++g) {
+      const auto sent = Clock::now();
       auto lease = monitor_client_->get(kube::kLeases, ns_, "chaos-g" + std::to_string(g));
+      const auto answered = Clock::now();
       if (!lease.ok()) continue;
       const std::string rv = (*lease)["metadata"].value("resourceVersion", "");
       std::lock_guard lock(monitor_mutex_);
@@ -157,6 +163,23 @@ void Campaign::monitorLoop() {
       const std::string holder = (*lease)["spec"].value("holderIdentity", "");
       const auto candidate = [](const std::string& identity) { return identity.substr(0, identity.rfind('r')); };
       count(group_tenures_[static_cast<std::size_t>(g)], candidate(seen.holder), candidate(holder), elapsed);
+      if (g == kClientGoGroup) {
+        const bool client_go = clientGoIdentity(holder);
+        if (client_go && rv != seen.resource_version && last_answered_sent) {
+          // It wrote the Lease after the previous poll was answered (reads are linearizable): after that poll's
+          // sending.
+          if (!client_go_term_ || holder != seen.holder) {
+            if (client_go_term_) client_go_terms_.push_back(*client_go_term_);
+            client_go_term_ = Term{answered, *last_answered_sent};
+          } else {
+            client_go_term_->to = *last_answered_sent;
+          }
+        } else if (!client_go && client_go_term_) {
+          client_go_terms_.push_back(*client_go_term_);
+          client_go_term_.reset();
+        }
+        last_answered_sent = sent;
+      }
       if (rv == seen.resource_version) continue;
       seen = {holder, rv, Clock::now()};
     }

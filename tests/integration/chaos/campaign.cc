@@ -31,9 +31,9 @@ Campaign::~Campaign() {
   }
   for (int i = 0; i < h_.operatorCount(); ++i) {
     h_.signalOperator(i, SIGCONT);
-    if (i != kApiReplica) h_.operatorProxy(i).heal();
+    h_.operatorProxy(i).heal();
+    clearApiFaults(h_.operatorApiProxy(i));
   }
-  clearApiFaults();
   stopCandidates();
   monitor_stop_ = true;
   if (monitor_.joinable()) monitor_.join();
@@ -46,6 +46,11 @@ void Campaign::setUp() {
   if (!transport.ok()) throw std::runtime_error("transport: " + transport.error().describe());
   monitor_client_ = std::make_unique<kube::Client>(*transport);
   monitor_ = std::thread([this] { monitorLoop(); });
+  lease_auditor_ = std::make_unique<LeaseAuditor>(h_.transport(), ns_);
+  operator_lease_auditor_ = std::make_unique<LeaseAuditor>(h_.transport(), kOperatorNamespace);
+  if (!lease_auditor_->start() || !operator_lease_auditor_->start()) {
+    throw std::runtime_error("the Lease auditors did not sync");
+  }
   client_go_binary_ = chaos::clientGoExample(h_.cluster().binDir());
   if (!client_go_binary_) {
     std::cout << "[chaos] no " << (h_.cluster().binDir() / "leader-election-example").string()
@@ -55,7 +60,9 @@ void Campaign::setUp() {
   if (!fake_time_library_) {
     std::cout << "[chaos] libfaketime is not installed (scripts/deps.sh): the clock faults are skipped" << std::endl;
   } else {
-    std::cout << "[chaos] clock faults (libfaketime, CLOCK_REALTIME only"
+    std::cout << "[chaos] clock faults (libfaketime on CLOCK_REALTIME"
+              << (chaos::clockRateLibrary() ? ", libsingleton-clock-rate on CLOCK_MONOTONIC at the same rate"
+                                            : ", CLOCK_MONOTONIC real: libsingleton-clock-rate.so not built")
               << (chaos::addressSanitizerBuild() ? ", ASan: verify_asan_link_order=0" : "") << "): op-"
               << kFakeTimeReplica << " under FAKETIME=\"" << kFakeTimeOperator << "\", candidate g" << kFakeTimeGroup
               << "c" << kFakeTimeCandidate << " under FAKETIME=\"" << kFakeTimeCandidateSpec << "\"" << std::endl;
@@ -99,9 +106,14 @@ void Campaign::setUp() {
       cand->index = c;
       cand->client_go = c == kCandidatesPerGroup;
       if (fake_time_library_ && g == kFakeTimeGroup && c == kFakeTimeCandidate) cand->faketime = kFakeTimeCandidateSpec;
-      cand->proxy = std::make_unique<TcpProxy>(h_.cluster().apiserverPort());
-      cand->kubeconfig = dir / ("kubeconfig-g" + std::to_string(g) + "c" + std::to_string(c));
-      cand->proxy->writeKubeconfig(h_.cluster().kubeconfigPath(), cand->kubeconfig);
+      const std::string name = "g" + std::to_string(g) + "c" + std::to_string(c);
+      cand->api_proxy = std::make_unique<ApiProxy>(h_.cluster().apiserverPort());
+      const auto api_kubeconfig = dir / ("kubeconfig-api-" + name);
+      cand->api_proxy->writeKubeconfig(h_.cluster().adminToken(), api_kubeconfig);
+      cand->api_proxy->authorizeAs(h_.cluster().adminToken());  // client-go sends no token over plain http
+      cand->proxy = std::make_unique<TcpProxy>(cand->api_proxy->port());
+      cand->kubeconfig = dir / ("kubeconfig-" + name);
+      cand->proxy->writeKubeconfig(api_kubeconfig, cand->kubeconfig);
       candidates_.push_back(std::move(cand));
     }
   }
@@ -219,8 +231,16 @@ Campaign::Final Campaign::finalCheck(
 std::vector<Campaign::GroupHistory> Campaign::checkHistories() {
   stopCandidates();
   checkActivity();
+  std::vector<Term> client_go_terms;
+  {
+    std::lock_guard lock(monitor_mutex_);
+    if (client_go_term_) client_go_terms_.push_back(*client_go_term_);
+    client_go_term_.reset();
+    client_go_terms = client_go_terms_;
+  }
   std::vector<GroupHistory> out;
-  for (const auto& g : groups_) {
+  for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
+    const Group& g = groups_[gi];
     std::vector<std::string> lines;
     for (const auto& entry : std::filesystem::directory_iterator(g.dir)) {
       if (entry.path().extension() != ".history") continue;
@@ -228,6 +248,7 @@ std::vector<Campaign::GroupHistory> Campaign::checkHistories() {
       for (std::string line; std::getline(in, line);) lines.push_back(line);
     }
     const auto ops = fenced::parseHistory(lines);
+    if (static_cast<int>(gi) == kClientGoGroup) checkClientGoTerms(ops, client_go_terms);
     GroupHistory gh;
     gh.operations = ops.size();
     for (const auto& op : ops) {
@@ -248,9 +269,61 @@ std::vector<Campaign::GroupHistory> Campaign::checkHistories() {
   return out;
 }
 
+void Campaign::checkClientGoTerms(const std::vector<fenced::Operation>& ops, const std::vector<Term>& terms) {
+  const auto ns = [](Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  };
+  for (const auto& op : ops) {
+    if (!op.is_write) continue;
+    const std::string writer = op.value.substr(0, op.value.find('/'));
+    for (const Term& t : terms) {
+      if (op.invoke_ns <= ns(t.from) || op.invoke_ns >= ns(t.to)) continue;
+      if (paused_writers_.contains(writer)) {
+        ++paused_writes_in_client_go_terms_;
+      } else if (client_go_overlaps_.size() < 50) {
+        client_go_overlaps_.push_back(writer + " wrote " + op.value + " (token " + std::to_string(op.token) + ") " +
+                                      std::to_string((op.invoke_ns - ns(t.from)) / 1000000) +
+                                      " ms into a term of client-go's candidate (" + std::to_string(ms(t.to - t.from)) +
+                                      " ms long as polled)");
+      }
+    }
+  }
+}
+
+std::size_t Campaign::clientGoTerms() const {
+  std::lock_guard lock(monitor_mutex_);
+  return client_go_terms_.size() + (client_go_term_ ? 1 : 0);
+}
+
+std::vector<std::string> Campaign::leaseViolations() const {
+  std::vector<std::string> out;
+  for (const auto* auditor : {lease_auditor_.get(), operator_lease_auditor_.get()}) {
+    if (auditor == nullptr) continue;
+    for (auto& v : auditor->violations()) out.push_back(std::move(v));
+  }
+  return out;
+}
+
+LeaseAuditor::Figures Campaign::leaseFigures() const {
+  LeaseAuditor::Figures sum;
+  for (const auto* auditor : {lease_auditor_.get(), operator_lease_auditor_.get()}) {
+    if (auditor == nullptr) continue;
+    const auto f = auditor->figures();
+    sum.leases += f.leases;
+    sum.terms += f.terms;
+    sum.deletions += f.deletions;
+    sum.recreations += f.recreations;
+    sum.terms_after_recreation += f.terms_after_recreation;
+  }
+  return sum;
+}
+
 std::size_t Campaign::activityWindows() const {
   std::size_t n = 0;
-  for (const auto& w : workloads_) n += w.tail ? w.tail->windowCount() : 0;
+  for (const auto& w : workloads_) {
+    n += w.tail ? w.tail->windowCount() : 0;
+    for (const auto& t : w.retired_tails) n += t->windowCount();
+  }
   return n;
 }
 
@@ -326,13 +399,31 @@ bool Campaign::activeOf(const std::function<bool(const Active&)>& match) const {
   return std::any_of(active_.begin(), active_.end(), match);
 }
 
+bool Campaign::drawn(const KindInfo& kind) {
+  // CHAOS_KINDS: a comma-separated list of parts of kind names; only those kinds are drawn.
+  static const std::vector<std::string> only = [] {
+    std::vector<std::string> parts;
+    const char* list = std::getenv("CHAOS_KINDS");
+    std::stringstream in(list != nullptr ? list : "");
+    for (std::string part; std::getline(in, part, ',');) {
+      if (!part.empty()) parts.push_back(part);
+    }
+    return parts;
+  }();
+  return only.empty() || std::any_of(only.begin(), only.end(), [&](const std::string& part) {
+           return std::string_view(kind.name).find(part) != std::string_view::npos;
+         });
+}
+
 void Campaign::injectOne() {
   int total = 0;
-  for (const auto& k : kKinds) total += k.weight;
+  for (const auto& k : kKinds) total += drawn(k) ? k.weight : 0;
+  if (total == 0) throw std::runtime_error("CHAOS_KINDS matches no fault kind");
   for (int attempt = 0; attempt < 20; ++attempt) {
     int roll = std::uniform_int_distribution<int>(0, total - 1)(rng_);
     const KindInfo* chosen = &kKinds[0];
     for (const auto& k : kKinds) {
+      if (!drawn(k)) continue;
       if (roll < k.weight) {
         chosen = &k;
         break;
@@ -361,13 +452,15 @@ void Campaign::addActive(Kind kind, int target, std::chrono::milliseconds how_lo
 
 std::vector<std::string> Campaign::heldRequestOutcomes() {
   std::vector<std::string> out;
-  for (const auto& r : h_.operatorApiProxy(kApiReplica).held()) {
-    std::ostringstream line;
-    line << r.method << " " << r.path << ": held "
-         << (r.released_at ? std::to_string(ms(*r.released_at - r.held_at)) + " ms" : std::string("(not released)"))
-         << (r.client_gone ? " (its sender had closed the connection)" : "") << ", the apiserver answered "
-         << (r.status ? std::to_string(r.status) : std::string("nothing"));
-    out.push_back(line.str());
+  for (int i = 0; i < h_.operatorCount(); ++i) {
+    for (const auto& r : h_.operatorApiProxy(i).held()) {
+      std::ostringstream line;
+      line << "op-" << i << ": " << r.method << " " << r.path << ": held "
+           << (r.released_at ? std::to_string(ms(*r.released_at - r.held_at)) + " ms" : std::string("(not released)"))
+           << (r.client_gone ? " (its sender had closed the connection)" : "") << ", the apiserver answered "
+           << (r.status ? std::to_string(r.status) : std::string("nothing"));
+      out.push_back(line.str());
+    }
   }
   return out;
 }

@@ -23,7 +23,9 @@
 #include "chaos/agent_workloads.h"
 #include "chaos/common.h"
 #include "chaos/peers.h"
+#include "support/fenced_register.h"
 #include "support/fenced_store.h"
+#include "support/lease_auditor.h"
 #include "support/operator_harness.h"
 
 namespace singleton::testing::chaos {
@@ -36,6 +38,8 @@ class Campaign {
     int incarnation = 0;
     std::string writer;  // also its identity: g<group>c<index>r<incarnation>
     std::unique_ptr<Process> process;
+    // candidate → proxy (TcpProxy: blackholes, resets) → api_proxy (ApiProxy: single requests) → apiserver
+    std::unique_ptr<ApiProxy> api_proxy;
     std::unique_ptr<TcpProxy> proxy;
     std::filesystem::path kubeconfig;
     bool client_go = false;  // client-go's example, not singleton-elect
@@ -43,6 +47,7 @@ class Campaign {
     bool killed = false;     // we SIGKILLed this incarnation
     bool stopped = false;
     bool busy = false;
+    Clock::time_point started{};
   };
   struct Group {
     std::string lease;  // ns/name
@@ -60,6 +65,9 @@ class Campaign {
     int template_revision = 0;
     std::set<std::string> stale_hashes;         // template hashes before the last template change
     std::unique_ptr<chaos::ActivityTail> tail;  // agent workloads: their pods' COMMAND windows
+    // Agent workloads deleted and re-created: the earlier objects' windows (each object's own activity directory).
+    std::vector<std::unique_ptr<chaos::ActivityTail>> retired_tails;
+    int generation = 0;  // objects created under this name so far, less one
   };
   struct Active {
     Kind kind;
@@ -123,6 +131,15 @@ class Campaign {
   std::vector<std::string> heldRequestOutcomes();
   // Per Lease (the operators', each group's): terms and time held per holder, as the monitor polled them.
   std::vector<std::string> tenureSummary();
+  // Fencing tokens per Lease (the workloads', the groups', the operators'), from watches of their own.
+  std::vector<std::string> leaseViolations() const;
+  LeaseAuditor::Figures leaseFigures() const;
+  // Writes by a singleton-elect COMMAND invoked while client-go's candidate held group 0's Lease (after
+  // checkHistories()); writes of electors paused during their term are left out and counted apart (their COMMAND
+  // runs on by design: docs/design.md, promise 2).
+  const std::vector<std::string>& clientGoOverlaps() const { return client_go_overlaps_; }
+  std::size_t pausedWritesInClientGoTerms() const { return paused_writes_in_client_go_terms_; }
+  std::size_t clientGoTerms() const;
   int lostLeadershipExits() const { return lost_leadership_exits_; }
   int maxConcurrent() const { return max_concurrent_; }
   int noReadyReplica() const { return no_ready_replica_; }
@@ -130,6 +147,10 @@ class Campaign {
   std::size_t unrecoveredPending() const { return pending_.size(); }
 
  private:
+  struct Term {  // a stretch of time
+    Clock::time_point from, to;
+  };
+
   // --- processes ----------------------------------------------------------------------------------------------------
 
   void startCandidate(Candidate& c);
@@ -177,6 +198,9 @@ class Campaign {
   // Reads the agent workloads' new activity and records any overlap or token order violation.
   void checkActivity();
 
+  // Records the writes of singleton-elect COMMANDs invoked inside client-go's terms.
+  void checkClientGoTerms(const std::vector<fenced::Operation>& ops, const std::vector<Term>& terms);
+
   // --- the loop -----------------------------------------------------------------------------------------------------
 
   void tick();
@@ -190,6 +214,8 @@ class Campaign {
 
   bool activeOf(const std::function<bool(const Active&)>& match) const;
 
+  // Whether CHAOS_KINDS lets `kind` be drawn.
+  static bool drawn(const KindInfo& kind);
   void injectOne();
 
   void addActive(Kind kind, int target, std::chrono::milliseconds how_long, std::function<void()> clear);
@@ -198,18 +224,32 @@ class Campaign {
   // One fault of `kind` on an eligible target; false when none is eligible now.
   bool tryInject(Kind kind);
 
-  // One fault on op-2's ApiProxy (one at a time, and not while op-2 is held otherwise), cleared after a few seconds.
+  // One fault on an operator replica's ApiProxy (the leader's half the time; one at a time per replica, and not
+  // while the replica is held otherwise), cleared after a few seconds.
   bool injectApiFault(Kind kind);
+  // One api fault of a random kind on one candidate's ApiProxy.
+  bool injectCandidateApiFault();
+  // Arms `kind` on `proxy`; returns how long it stays armed.
+  std::chrono::milliseconds armApiFault(ApiProxy& proxy, Kind kind);
 
-  // Everything op-2's proxy answered itself, delayed or dropped so far (watch lag excepted).
-  std::uint64_t apiHits();
+  // Everything the proxy answered itself, delayed or dropped so far (watch lag excepted).
+  static std::uint64_t apiHits(ApiProxy& proxy);
 
-  // Holds op-2's next pod write on the wire, and every write of the operators' Lease it sends meanwhile (so it cannot
-  // renew: the hand-over comes from that, nothing is frozen or cut off), while it leads; everything held is released
-  // once another replica holds the operators' Lease. What the apiserver answered each late request is recorded.
+  // Holds the operator leader's next pod write on the wire, and every write of the operators' Lease it sends
+  // meanwhile (so it cannot renew: the hand-over comes from that, nothing is frozen or cut off); everything held is
+  // released once another replica holds the operators' Lease. What the apiserver answered each late request is
+  // recorded.
   bool injectHold();
 
-  void clearApiFaults();
+  static void clearApiFaults(ApiProxy& proxy);
+
+  // Group 0's singleton-elect candidates cut off until client-go's candidate holds the Lease.
+  bool injectClientGoLeads();
+  // Deletes an elect group's Lease while every candidate of it runs and has seen it.
+  bool injectGroupLeaseDelete();
+
+  // Whether `identity` (a Lease holder) is client-go's candidate.
+  static bool clientGoIdentity(const std::string& identity);
 
   bool annotatePod(const std::string& pod, const Json& value);
   bool patchNodeHeartbeat(const std::string& node, const Json& value);
@@ -224,14 +264,14 @@ class Campaign {
   std::vector<Group> groups_;
   std::vector<std::unique_ptr<Candidate>> candidates_;
   std::array<bool, 3> op_busy_{}, op_stopped_{}, op_blackholed_{};
-  bool api_faulted_ = false;  // op-2's ApiProxy has a fault armed
+  std::array<bool, 3> op_api_faulted_{};  // the replica's ApiProxy has a fault armed
   std::vector<Active> active_;
   std::vector<Pending> pending_;
 
   std::unique_ptr<kube::Client> monitor_client_;
   std::thread monitor_;
   std::atomic<bool> monitor_stop_{false};
-  std::mutex monitor_mutex_;
+  mutable std::mutex monitor_mutex_;
   std::string op_holder_;
   Clock::time_point op_renewed_{};
   // Each group's Lease as the monitor last saw it change: a client-go leader writes no store, only its Lease.
@@ -241,6 +281,16 @@ class Campaign {
     Clock::time_point changed{};
   };
   std::array<LeaseSeen, kGroupCount> group_leases_{};
+  // client-go's terms on group 0's Lease as the monitor polled them: from the first answer showing it as holder to
+  // the sending of the poll before the one that showed its last renewal (the renewal came after that poll was
+  // answered, so no other candidate may take over before this end plus a lease). Writes of another candidate
+  // invoked strictly inside are violations.
+  std::vector<Term> client_go_terms_;
+  std::set<std::string> paused_writers_;  // writers whose elector was SIGSTOPped during their term
+  std::optional<Term> client_go_term_;    // the one going on
+  std::vector<std::string> client_go_overlaps_;
+  std::size_t paused_writes_in_client_go_terms_ = 0;
+  std::unique_ptr<LeaseAuditor> lease_auditor_, operator_lease_auditor_;
   struct Tenure {
     int terms = 0;
     Clock::duration held{};

@@ -91,6 +91,9 @@ enum class Kind {
   kApiHold,
   kClientGoKill,
   kClientGoStop,
+  kClientGoLeads,
+  kCandApi,
+  kGroupLeaseDelete,
 };
 
 // What a fault's recovery is measured on.
@@ -127,26 +130,31 @@ inline constexpr std::array kKinds = {
     KindInfo{Kind::kAgentKill, "agent SIGKILL (its COMMAND dies with it)", 5, Scope::kWorkload},
     KindInfo{Kind::kAgentStop, "agent SIGSTOP 2-6 s, SIGCONT", 4, Scope::kWorkload},
     KindInfo{Kind::kNodeHeartbeat, "node heartbeat stopped 12-15 s", 1, Scope::kAllWorkloads},
-    // On op-2's ApiProxy, preferably while op-2 leads.
-    KindInfo{Kind::kApiConflict, "api 409 (2-6 writes, 2-5 s)", 8, Scope::kOperators},
-    KindInfo{Kind::kApiThrottle, "api 429 Retry-After 1 (2-6, 2-5 s)", 8, Scope::kOperators},
-    KindInfo{Kind::kApi5xx, "api 500/503 (2-6, 2-5 s)", 8, Scope::kOperators},
-    KindInfo{Kind::kApiGarbage, "api garbage/truncated body (1-3, 2-5 s)", 8, Scope::kOperators},
-    KindInfo{Kind::kApiDropAnswer, "answer dropped after apply (1, 3-6 s)", 8, Scope::kOperators},
-    KindInfo{Kind::kApiWatchLag, "watch lag 1-3 s (5-10 s)", 8, Scope::kOperators},
-    KindInfo{Kind::kApiDelay, "request delay 100 ms-5 s (3-8 s)", 8, Scope::kOperators},
+    // On one operator replica's ApiProxy (the leader half the time), one at a time per replica.
+    KindInfo{Kind::kApiConflict, "api 409 (2-6 writes, 2-5 s)", 6, Scope::kOperators},
+    KindInfo{Kind::kApiThrottle, "api 429 Retry-After 1 (2-6, 2-5 s)", 6, Scope::kOperators},
+    KindInfo{Kind::kApi5xx, "api 500/503 (2-6, 2-5 s)", 6, Scope::kOperators},
+    KindInfo{Kind::kApiGarbage, "api garbage/truncated body (1-3, 2-5 s)", 6, Scope::kOperators},
+    KindInfo{Kind::kApiDropAnswer, "answer dropped after apply (1, 3-6 s)", 6, Scope::kOperators},
+    KindInfo{Kind::kApiWatchLag, "watch lag 1-3 s (5-10 s)", 6, Scope::kOperators},
+    KindInfo{Kind::kApiDelay, "request delay 100 ms-5 s (3-8 s)", 6, Scope::kOperators},
+    // On the operator leader's ApiProxy.
     KindInfo{Kind::kApiHold, "write held on the wire past a hand-over", 4, Scope::kOperators},
     // On the client-go candidate of group 0 (kClientGoGroup), when its binary is there.
-    KindInfo{Kind::kClientGoKill, "client-go candidate SIGKILL + restart", 4, Scope::kGroup},
+    KindInfo{Kind::kClientGoKill, "client-go candidate SIGKILL + restart", 3, Scope::kGroup},
     KindInfo{Kind::kClientGoStop, "client-go candidate SIGSTOP > lease", 3, Scope::kGroup},
+    // Group 0's three singleton-elect candidates cut off until client-go's candidate holds the Lease.
+    KindInfo{Kind::kClientGoLeads, "client-go made leader (others cut off)", 3, Scope::kGroup},
+    // On one candidate's ApiProxy (the group's leader more often than not): one of the api kinds above.
+    KindInfo{Kind::kCandApi, "candidate api: one of the 7 api kinds", 8, Scope::kGroup},
+    // Groups other than client-go's (its example creates a deleted Lease at token 0, by design).
+    KindInfo{Kind::kGroupLeaseDelete, "elect group's Lease deleted", 3, Scope::kGroup},
 };
-
-// The operator replica behind an ApiProxy (the others keep their TcpProxy for blackholes and resets).
-constexpr int kApiReplica = 2;
 
 // client-go's leader-election example joins this group as a 4th candidate (a mixed fleet on one Lease).
 constexpr int kClientGoGroup = 0;
-// Clock faults (libfaketime): this operator replica runs 30 s ahead and 2 % fast, this candidate 30 s behind and 2 %
+// Clock faults (libfaketime for the wall clock, libsingleton-clock-rate.so for the monotonic one, chaos/peers.h): this
+// operator replica's wall clock runs 30 s ahead and both its clocks 2 % fast, this candidate's 30 s behind and 2 %
 // slow; within the drift margin of lib/election/timings.h (10 % of the lease).
 constexpr int kFakeTimeReplica = 1;
 constexpr const char* kFakeTimeOperator = "+30s x1.02";
@@ -164,7 +172,7 @@ inline const KindInfo& info(Kind kind) {
 inline bool usesApi(Kind kind) {
   return kind == Kind::kPodDelete || kind == Kind::kPodUnready || kind == Kind::kSwitchover || kind == Kind::kScale ||
          kind == Kind::kLeaseDelete || kind == Kind::kNodeHeartbeat || kind == Kind::kTemplateChange ||
-         kind == Kind::kRecreate;
+         kind == Kind::kRecreate || kind == Kind::kGroupLeaseDelete;
 }
 inline bool controlPlane(Kind kind) { return info(kind).scope == Scope::kControlPlane; }
 inline bool apiAnswer(Kind kind) {
@@ -179,7 +187,8 @@ struct KindStats {
   int unrecovered = 0;
   long long worst_ms = 0;
   long long total_ms = 0;
-  std::uint64_t hit = 0;  // api kinds: requests the proxy answered, delayed or dropped while armed
+  // Api kinds: requests the proxy answered, delayed or dropped while armed. client-go made leader: the times it led.
+  std::uint64_t hit = 0;
 };
 
 }  // namespace singleton::testing::chaos

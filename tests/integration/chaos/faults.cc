@@ -31,8 +31,8 @@ bool Campaign::tryInject(Kind kind) {
       for (int i = 0; i < h_.operatorCount(); ++i) {
         if (op_busy_[static_cast<std::size_t>(i)]) {
           ++held;
-        } else if (i != kApiReplica || kind == Kind::kOpKill || kind == Kind::kOpStop) {
-          free.push_back(i);  // op-2 has no TcpProxy to blackhole or reset
+        } else {
+          free.push_back(i);
         }
       }
       if (free.empty() || ((kind == Kind::kOpStop || kind == Kind::kOpBlackhole) && held >= 2)) return false;
@@ -100,6 +100,7 @@ bool Campaign::tryInject(Kind kind) {
         instant(kind, g);
       } else if (kind == Kind::kCandStop) {
         c->busy = c->stopped = true;
+        paused_writers_.insert(c->writer);  // its COMMAND runs on meanwhile
         c->process->signal(SIGSTOP);
         addActive(kind, g, 4000ms + hold(1000, 3000), [c] {
           c->process->signal(SIGCONT);
@@ -144,6 +145,12 @@ bool Campaign::tryInject(Kind kind) {
       return injectApiFault(kind);
     case Kind::kApiHold:
       return injectHold();
+    case Kind::kCandApi:
+      return injectCandidateApiFault();
+    case Kind::kClientGoLeads:
+      return injectClientGoLeads();
+    case Kind::kGroupLeaseDelete:
+      return injectGroupLeaseDelete();
     case Kind::kClientGoKill:
     case Kind::kClientGoStop: {
       Candidate* c = nullptr;
@@ -188,9 +195,6 @@ bool Campaign::tryInject(Kind kind) {
   for (std::size_t i = 0; i < workloads_.size(); ++i) {
     const Workload& w = workloads_[i];
     if (w.busy || (agent_kind && !w.tail)) continue;
-    // An agent workload is not re-created: its windows' tokens may start again with the new object, which the
-    // window checks (per workload name) would have to be told about.
-    if (kind == Kind::kRecreate && w.tail) continue;
     free.push_back(static_cast<int>(i));
   }
   if (free.empty()) return false;
@@ -283,6 +287,23 @@ bool Campaign::tryInject(Kind kind) {
                          [this, wi] {
                            Workload& again = workloads_[static_cast<std::size_t>(wi)];
                            again.stale_hashes.clear();  // a new object: its pods are all new
+                           ++again.generation;
+                           if (again.tail) {
+                             // The new object's pods log into a directory of their own: its tokens may start again
+                             // (per object), and its windows are checked among themselves. Every pod of the old one
+                             // is gone (so are its processes): the old windows are complete.
+                             again.tail->refresh();
+                             for (auto& v : again.tail->newViolations()) {
+                               activity_violations_.push_back(again.name + ": " + v);
+                             }
+                             const auto dir = again.tail->dir().parent_path() / (ns_ + "-activity-" + again.name + "-" +
+                                                                                 std::to_string(again.generation));
+                             std::filesystem::remove_all(dir);
+                             std::filesystem::create_directories(dir);
+                             std::filesystem::permissions(dir, std::filesystem::perms::all);
+                             again.retired_tails.push_back(std::move(again.tail));
+                             again.tail = std::make_unique<chaos::ActivityTail>(dir);
+                           }
                            eventually([&] { return h_.createWorkload(objectOf(again)).ok(); }, 30s, 200ms);
                            again.busy = again.deleted = false;
                          },
@@ -339,20 +360,72 @@ bool Campaign::tryInject(Kind kind) {
 }
 
 bool Campaign::injectApiFault(Kind kind) {
-  constexpr auto u = static_cast<std::size_t>(kApiReplica);
-  if (op_busy_[u]) return false;
   int held = 0;
-  for (bool b : op_busy_) held += b;
-  if (held >= 2) return false;
-  // A follower sends little but watches (its caches are warm, only the leader reconciles): while op-2 follows, half
-  // the draws are refused (another kind is drawn), so more of these faults meet a leader's requests.
-  bool leads = false;
+  std::vector<int> free;
+  for (int i = 0; i < h_.operatorCount(); ++i) {
+    if (op_busy_[static_cast<std::size_t>(i)]) {
+      ++held;
+    } else {
+      free.push_back(i);
+    }
+  }
+  if (free.empty() || held >= 2) return false;
+  // A follower sends little but watches (its caches are warm, only the leader reconciles): the leader half the time.
+  std::optional<int> leader;
   {
     std::lock_guard lock(monitor_mutex_);
-    leads = op_holder_ == OperatorHarness::identity(kApiReplica);
+    for (int i : free) {
+      if (OperatorHarness::identity(i) == op_holder_) leader = i;
+    }
   }
-  if (!leads && std::bernoulli_distribution(0.5)(rng_)) return false;
-  ApiProxy& proxy = h_.operatorApiProxy(kApiReplica);
+  const int i = leader && std::bernoulli_distribution(0.5)(rng_) ? *leader : pick(free);
+  const auto u = static_cast<std::size_t>(i);
+  ApiProxy& proxy = h_.operatorApiProxy(i);
+  const std::uint64_t before = apiHits(proxy);
+  const auto how_long = armApiFault(proxy, kind);
+  op_busy_[u] = op_api_faulted_[u] = true;
+  addActive(kind, i, how_long, [this, kind, before, i, u] {
+    ApiProxy& p = h_.operatorApiProxy(i);
+    clearApiFaults(p);
+    stats_[kind].hit += apiHits(p) - before;
+    op_busy_[u] = op_api_faulted_[u] = false;
+  });
+  return true;
+}
+
+bool Campaign::injectCandidateApiFault() {
+  const int g = between(0, kGroupCount - 1);
+  const std::string writer =
+      groups_[static_cast<std::size_t>(g)].value.substr(0, groups_[static_cast<std::size_t>(g)].value.find('/'));
+  int held = 0;
+  std::vector<Candidate*> free;
+  Candidate* leader = nullptr;
+  for (auto& c : candidates_) {
+    if (c->group != g) continue;
+    if (c->busy) {
+      ++held;
+      continue;
+    }
+    free.push_back(c.get());
+    if (c->writer == writer) leader = c.get();
+  }
+  if (free.empty() || held >= 2) return false;
+  Candidate* c = leader != nullptr && std::bernoulli_distribution(0.6)(rng_) ? leader : pick(free);
+  static constexpr std::array kApiKinds = {Kind::kApiConflict,   Kind::kApiThrottle, Kind::kApi5xx,  Kind::kApiGarbage,
+                                           Kind::kApiDropAnswer, Kind::kApiWatchLag, Kind::kApiDelay};
+  const Kind kind = kApiKinds[static_cast<std::size_t>(between(0, static_cast<int>(kApiKinds.size()) - 1))];
+  const std::uint64_t before = apiHits(*c->api_proxy);
+  const auto how_long = armApiFault(*c->api_proxy, kind);
+  c->busy = true;
+  addActive(Kind::kCandApi, g, how_long, [this, c, before] {
+    clearApiFaults(*c->api_proxy);
+    stats_[Kind::kCandApi].hit += apiHits(*c->api_proxy) - before;
+    c->busy = false;
+  });
+  return true;
+}
+
+std::chrono::milliseconds Campaign::armApiFault(ApiProxy& proxy, Kind kind) {
   const ApiProxy::Match all = [](const ApiProxy::Request&) { return true; };
   const ApiProxy::Match any = [](const ApiProxy::Request& r) { return !r.watch(); };
   const ApiProxy::Match writes = [](const ApiProxy::Request& r) { return r.method != "GET" && !r.watch(); };
@@ -388,34 +461,30 @@ bool Campaign::injectApiFault(Kind kind) {
       how_long = hold(3000, 8000);
       break;
     default:
-      return false;
+      break;
   }
-  op_busy_[u] = api_faulted_ = true;
-  const std::uint64_t before = apiHits();
-  addActive(kind, kApiReplica, how_long, [this, kind, before] {
-    clearApiFaults();
-    stats_[kind].hit += apiHits() - before;
-    op_busy_[static_cast<std::size_t>(kApiReplica)] = api_faulted_ = false;
-  });
-  return true;
+  return how_long;
 }
 
-std::uint64_t Campaign::apiHits() {
-  ApiProxy& proxy = h_.operatorApiProxy(kApiReplica);
+std::uint64_t Campaign::apiHits(ApiProxy& proxy) {
   return proxy.injectedAnswers() + proxy.delayedRequests() + proxy.drops().size();
 }
 
 bool Campaign::injectHold() {
-  constexpr auto u = static_cast<std::size_t>(kApiReplica);
-  if (op_busy_[u]) return false;
   int held = 0;
   for (bool b : op_busy_) held += b;
   if (held >= 2) return false;
+  std::optional<int> leader;
   {
     std::lock_guard lock(monitor_mutex_);
-    if (op_holder_ != OperatorHarness::identity(kApiReplica)) return false;
+    for (int i = 0; i < h_.operatorCount(); ++i) {
+      if (OperatorHarness::identity(i) == op_holder_) leader = i;
+    }
   }
-  ApiProxy& proxy = h_.operatorApiProxy(kApiReplica);
+  if (!leader || op_busy_[static_cast<std::size_t>(*leader)]) return false;
+  const int i = *leader;
+  const auto u = static_cast<std::size_t>(i);
+  ApiProxy& proxy = h_.operatorApiProxy(i);
   const std::string operator_lease =
       std::string("/apis/coordination.k8s.io/v1/namespaces/") + kOperatorNamespace + "/leases/" + kOperatorLease;
   auto pod_write_held = std::make_shared<bool>(false);  // evaluated under the proxy's lock
@@ -426,26 +495,102 @@ bool Campaign::injectHold() {
     *pod_write_held = true;
     return true;
   });
-  op_busy_[u] = api_faulted_ = true;
+  op_busy_[u] = op_api_faulted_[u] = true;
   const std::size_t before = proxy.held().size();
-  active_.push_back({Kind::kApiHold, kApiReplica, Clock::now() + 1s,
-                     [this, before] {
-                       ApiProxy& p = h_.operatorApiProxy(kApiReplica);
+  active_.push_back({Kind::kApiHold, i, Clock::now() + 1s,
+                     [this, before, i, u] {
+                       ApiProxy& p = h_.operatorApiProxy(i);
                        p.holdRequests(nullptr);
                        p.releaseHeldRequests();
                        stats_[Kind::kApiHold].hit += p.held().size() - before;
-                       op_busy_[static_cast<std::size_t>(kApiReplica)] = api_faulted_ = false;
+                       op_busy_[u] = op_api_faulted_[u] = false;
                      },
                      // Released only once another replica leads (or kClearWait later).
-                     [this] {
+                     [this, i] {
                        std::lock_guard lock(monitor_mutex_);
-                       return !op_holder_.empty() && op_holder_ != OperatorHarness::identity(kApiReplica);
+                       return !op_holder_.empty() && op_holder_ != OperatorHarness::identity(i);
                      }});
   return true;
 }
 
-void Campaign::clearApiFaults() {
-  ApiProxy& proxy = h_.operatorApiProxy(kApiReplica);
+bool Campaign::injectClientGoLeads() {
+  Candidate* client_go = nullptr;
+  std::vector<Candidate*> others;
+  for (auto& c : candidates_) {
+    if (c->group != kClientGoGroup) continue;
+    if (c->busy) return false;
+    if (c->client_go) {
+      client_go = c.get();
+    } else {
+      others.push_back(c.get());
+    }
+  }
+  if (client_go == nullptr || !client_go->process || !client_go->process->running()) return false;
+  {
+    std::lock_guard lock(monitor_mutex_);
+    if (clientGoIdentity(group_leases_[static_cast<std::size_t>(kClientGoGroup)].holder)) return false;
+  }
+  // Cut off, not frozen: each elector stops its COMMAND by its renew deadline, and client-go's candidate takes the
+  // Lease once it expires.
+  for (Candidate* c : others) {
+    c->busy = true;
+    c->proxy->blackhole();
+  }
+  client_go->busy = true;
+  active_.push_back({Kind::kClientGoLeads, kClientGoGroup, Clock::now() + 1s,
+                     [this, others, client_go] {
+                       bool led = false;
+                       {
+                         std::lock_guard lock(monitor_mutex_);
+                         led = clientGoIdentity(group_leases_[static_cast<std::size_t>(kClientGoGroup)].holder);
+                       }
+                       stats_[Kind::kClientGoLeads].hit += led;
+                       if (!led) {
+                         const std::string err = client_go->process ? client_go->process->stderrText() : "";
+                         injection_errors_.push_back(
+                             "client-go's candidate " + client_go->writer + " did not take the Lease within " +
+                             std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kClearWait).count()) +
+                             " s; its stderr ends:\n" +
+                             err.substr(err.size() - std::min<std::size_t>(1500, err.size())));
+                       }
+                       for (Candidate* c : others) {
+                         c->proxy->heal();
+                         c->busy = false;
+                       }
+                       client_go->busy = false;
+                     },
+                     [this] {
+                       std::lock_guard lock(monitor_mutex_);
+                       return clientGoIdentity(group_leases_[static_cast<std::size_t>(kClientGoGroup)].holder);
+                     }});
+  return true;
+}
+
+bool Campaign::injectGroupLeaseDelete() {
+  std::vector<int> groups;
+  for (int g = 0; g < kGroupCount; ++g) {
+    if (g == kClientGoGroup) continue;
+    // Every candidate running for a while, unhindered: each has seen the Lease's tokens, so whoever creates it again
+    // continues above them (a candidate started after the deletion could not know them: docs/design.md).
+    bool settled = true;
+    for (const auto& c : candidates_) {
+      if (c->group != g) continue;
+      settled = settled && !c->busy && c->process && c->process->running() && Clock::now() - c->started > 5s;
+    }
+    if (settled) groups.push_back(g);
+  }
+  if (groups.empty()) return false;
+  const int g = pick(groups);
+  if (!h_.client().remove(kube::kLeases, ns_, "chaos-g" + std::to_string(g)).ok()) return false;
+  instant(Kind::kGroupLeaseDelete, g);
+  return true;
+}
+
+bool Campaign::clientGoIdentity(const std::string& identity) {
+  return identity.rfind("g" + std::to_string(kClientGoGroup) + "c" + std::to_string(kCandidatesPerGroup) + "r", 0) == 0;
+}
+
+void Campaign::clearApiFaults(ApiProxy& proxy) {
   proxy.holdRequests(nullptr);
   proxy.releaseHeldRequests();
   proxy.injectAnswers(nullptr, 0, ApiProxy::Answer::kConflict);

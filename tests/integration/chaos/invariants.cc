@@ -36,7 +36,7 @@ bool Campaign::operatorsHealthy(Clock::time_point since) {
   for (int i = 0; i < h_.operatorCount(); ++i) {
     if (OperatorHarness::identity(i) != holder) continue;
     const auto u = static_cast<std::size_t>(i);
-    return h_.operatorRunning(i) && !op_stopped_[u] && !op_blackholed_[u] && !(i == kApiReplica && api_faulted_);
+    return h_.operatorRunning(i) && !op_stopped_[u] && !op_blackholed_[u] && !op_api_faulted_[u];
   }
   return false;
 }
