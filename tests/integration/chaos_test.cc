@@ -25,7 +25,9 @@
 // few writes, so a 409 may not fire). "write held on the wire" holds the operator leader's next pod write and its
 // Lease renewals (nothing else) until another replica leads, then delivers them late. "client-go made leader" cuts
 // group 0's singleton-elect candidates off until client-go's candidate holds the Lease (its column: the times it
-// did). "elect group's Lease deleted" deletes group 1's or 2's Lease while its candidates run.
+// did). "elect group's Lease deleted" deletes group 1's or 2's Lease while its candidates run. "SIGSTOP after a CAS /
+// mid-write" freezes the operator leader or a group's leader past the lease at the moment its ApiProxy relays the
+// answer to its Lease renewal, or right after one of its writes went on the wire.
 //
 // Code: chaos/campaign.{h,cc} (the run), chaos/actors.cc (processes), chaos/faults.cc (injecting and clearing),
 // chaos/invariants.cc (healthy scopes, activity logs), chaos/agent_workloads.{h,cc}, chaos/peers.{h,cc}; this file
@@ -37,6 +39,8 @@
 //     again);
 //   - per Lease (the workloads', the groups', the operators'), every term's token above every earlier term's, also
 //     across a Lease deleted by hand (LeaseAuditor: Lease watches of its own; a workload's Lease per workload uid);
+//   - per elect group, no two COMMAND windows (first to last write of one elector incarnation, from the store's
+//     history) overlapping, electors paused in their term left out (below);
 //   - while client-go's candidate holds group 0's Lease (polled), no singleton-elect COMMAND invokes a write (the
 //     group's store history), except one whose elector was paused in its term (the documented exposure: its COMMAND
 //     runs on, and only fencing refuses it; counted apart);
@@ -128,7 +132,8 @@ TEST_F(ChaosTest, Campaign) {
     std::printf("%-40s %8d %10d %12d %12lld %12lld %8s\n", k.name, s.injected, s.recovered, s.unrecovered,
                 s.recovered > 0 ? s.total_ms / s.recovered : 0LL, s.worst_ms,
                 (apiAnswer(k.kind) && k.kind != Kind::kApiWatchLag) || k.kind == Kind::kApiHold ||
-                        k.kind == Kind::kCandApi || k.kind == Kind::kClientGoLeads
+                        k.kind == Kind::kCandApi || k.kind == Kind::kClientGoLeads ||
+                        k.kind == Kind::kOpFreezeAtWorst || k.kind == Kind::kCandFreezeAtWorst
                     ? std::to_string(s.hit).c_str()
                     : "-");
   }
@@ -171,6 +176,8 @@ TEST_F(ChaosTest, Campaign) {
               lease_violations.size());
   std::printf("%-66s %10zu\n", "a singleton-elect write inside a client-go term (store, Lease)",
               campaign.clientGoOverlaps().size());
+  std::printf("%-66s %10zu\n", "two singleton-elect COMMAND windows overlapping (store histories)",
+              campaign.commandOverlaps().size());
   std::printf("%-66s %10zu\n", "elect group history not linearizable (fenced register)", nonlinear);
   std::printf("%-66s %10zu\n", "stale writes accepted by a fenced store", stale);
   std::printf("%-66s %10zu\n", "no leader within the bound after the last fault", final.failures.size());
@@ -186,6 +193,8 @@ TEST_F(ChaosTest, Campaign) {
       "Leases: %zu terms checked on %zu Leases; %zu deleted, %zu re-created, %zu terms after a re-creation checked "
       "against the tokens before it\n",
       lf.terms, lf.leases, lf.deletions, lf.recreations, lf.terms_after_recreation);
+  std::printf("singleton-elect COMMANDs: %zu windows checked (electors never paused in their term)\n",
+              campaign.commandWindows());
   std::printf("client-go's candidate: %zu terms on group %d's Lease; %zu writes of paused electors inside them\n",
               campaign.clientGoTerms(), kClientGoGroup, campaign.pausedWritesInClientGoTerms());
   for (const auto& line : campaign.heldRequestOutcomes()) std::printf("held on the wire: %s\n", line.c_str());
@@ -213,6 +222,8 @@ TEST_F(ChaosTest, Campaign) {
   for (const auto& v : lease_violations) ADD_FAILURE() << "Lease: " << v << " (seed " << seed << ")";
   for (const auto& v : campaign.clientGoOverlaps())
     ADD_FAILURE() << "client-go term: " << v << " (seed " << seed << ")";
+  for (const auto& v : campaign.commandOverlaps())
+    ADD_FAILURE() << "COMMAND windows: " << v << " (seed " << seed << ")";
   for (const auto& v : campaign.activityViolations()) ADD_FAILURE() << v << " (seed " << seed << ")";
   EXPECT_EQ(stale, 0u) << "seed " << seed;
   for (std::size_t g = 0; g < histories.size(); ++g) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include "chaos/campaign.h"
@@ -249,6 +250,7 @@ std::vector<Campaign::GroupHistory> Campaign::checkHistories() {
     }
     const auto ops = fenced::parseHistory(lines);
     if (static_cast<int>(gi) == kClientGoGroup) checkClientGoTerms(ops, client_go_terms);
+    checkCommandWindows(static_cast<int>(gi), ops);
     GroupHistory gh;
     gh.operations = ops.size();
     for (const auto& op : ops) {
@@ -286,6 +288,37 @@ void Campaign::checkClientGoTerms(const std::vector<fenced::Operation>& ops, con
                                       " ms into a term of client-go's candidate (" + std::to_string(ms(t.to - t.from)) +
                                       " ms long as polled)");
       }
+    }
+  }
+}
+
+void Campaign::checkCommandWindows(int group, const std::vector<fenced::Operation>& ops) {
+  // A COMMAND's window: from its first write's invocation to its last's (a write cut short by the COMMAND's stop has
+  // no completion). Writers (one per elector incarnation) whose elector was frozen in its term are left out: their
+  // COMMAND runs on by design, and only the fence answers it.
+  struct Window {
+    std::int64_t first = std::numeric_limits<std::int64_t>::max(), last = 0;
+  };
+  std::map<std::string, Window> windows;
+  for (const auto& op : ops) {
+    if (!op.is_write) continue;
+    const std::string writer = op.value.substr(0, op.value.find('/'));
+    if (paused_writers_.contains(writer)) continue;
+    Window& w = windows[writer];
+    w.first = std::min(w.first, op.invoke_ns);
+    w.last = std::max(w.last, op.invoke_ns);
+  }
+  std::vector<std::pair<std::string, Window>> ordered(windows.begin(), windows.end());
+  std::sort(ordered.begin(), ordered.end(),
+            [](const auto& a, const auto& b) { return a.second.first < b.second.first; });
+  command_windows_ += ordered.size();
+  for (std::size_t i = 1; i < ordered.size(); ++i) {
+    const auto& [before, a] = ordered[i - 1];
+    const auto& [after, b] = ordered[i];
+    if (b.first <= a.last && command_overlaps_.size() < 50) {
+      command_overlaps_.push_back("group " + std::to_string(group) + ": " + after + "'s COMMAND wrote " +
+                                  std::to_string((a.last - b.first) / 1000000) + " ms before " + before +
+                                  "'s last write");
     }
   }
 }

@@ -140,6 +140,10 @@ class Campaign {
   const std::vector<std::string>& clientGoOverlaps() const { return client_go_overlaps_; }
   std::size_t pausedWritesInClientGoTerms() const { return paused_writes_in_client_go_terms_; }
   std::size_t clientGoTerms() const;
+  // singleton-elect COMMAND windows (first to last write, per elector incarnation) of one group that overlap, from the
+  // stores' histories (after checkHistories()); electors paused in their term are left out (see above).
+  const std::vector<std::string>& commandOverlaps() const { return command_overlaps_; }
+  std::size_t commandWindows() const { return command_windows_; }
   int lostLeadershipExits() const { return lost_leadership_exits_; }
   int maxConcurrent() const { return max_concurrent_; }
   int noReadyReplica() const { return no_ready_replica_; }
@@ -198,6 +202,8 @@ class Campaign {
   // Reads the agent workloads' new activity and records any overlap or token order violation.
   void checkActivity();
 
+  // Records overlapping COMMAND windows of one group.
+  void checkCommandWindows(int group, const std::vector<fenced::Operation>& ops);
   // Records the writes of singleton-elect COMMANDs invoked inside client-go's terms.
   void checkClientGoTerms(const std::vector<fenced::Operation>& ops, const std::vector<Term>& terms);
 
@@ -247,6 +253,10 @@ class Campaign {
   bool injectClientGoLeads();
   // Deletes an elect group's Lease while every candidate of it runs and has seen it.
   bool injectGroupLeaseDelete();
+  // Freezes the operator leader or a group's leader at a worst moment, seen on its ApiProxy: right after the answer
+  // to its Lease renewal (its compare-and-swap) was relayed, or right after one of its writes went on the wire. It
+  // stays frozen past the lease, then resumes.
+  bool injectFreezeAtWorst(Kind kind);
 
   // Whether `identity` (a Lease holder) is client-go's candidate.
   static bool clientGoIdentity(const std::string& identity);
@@ -290,6 +300,8 @@ class Campaign {
   std::optional<Term> client_go_term_;    // the one going on
   std::vector<std::string> client_go_overlaps_;
   std::size_t paused_writes_in_client_go_terms_ = 0;
+  std::vector<std::string> command_overlaps_;
+  std::size_t command_windows_ = 0;
   std::unique_ptr<LeaseAuditor> lease_auditor_, operator_lease_auditor_;
   struct Tenure {
     int terms = 0;

@@ -94,6 +94,8 @@ enum class Kind {
   kClientGoLeads,
   kCandApi,
   kGroupLeaseDelete,
+  kOpFreezeAtWorst,
+  kCandFreezeAtWorst,
 };
 
 // What a fault's recovery is measured on.
@@ -149,6 +151,10 @@ inline constexpr std::array kKinds = {
     KindInfo{Kind::kCandApi, "candidate api: one of the 7 api kinds", 8, Scope::kGroup},
     // Groups other than client-go's (its example creates a deleted Lease at token 0, by design).
     KindInfo{Kind::kGroupLeaseDelete, "elect group's Lease deleted", 3, Scope::kGroup},
+    // The leader frozen (SIGSTOP, past the lease) at the moment its ApiProxy relays the answer to its Lease
+    // renewal (right after the compare-and-swap), or right after one of its writes went on the wire.
+    KindInfo{Kind::kOpFreezeAtWorst, "operator SIGSTOP after a CAS / mid-write", 4, Scope::kOperators},
+    KindInfo{Kind::kCandFreezeAtWorst, "candidate SIGSTOP after a CAS / mid-write", 4, Scope::kGroup},
 };
 
 // client-go's leader-election example joins this group as a 4th candidate (a mixed fleet on one Lease).

@@ -151,6 +151,9 @@ bool Campaign::tryInject(Kind kind) {
       return injectClientGoLeads();
     case Kind::kGroupLeaseDelete:
       return injectGroupLeaseDelete();
+    case Kind::kOpFreezeAtWorst:
+    case Kind::kCandFreezeAtWorst:
+      return injectFreezeAtWorst(kind);
     case Kind::kClientGoKill:
     case Kind::kClientGoStop: {
       Candidate* c = nullptr;
@@ -583,6 +586,94 @@ bool Campaign::injectGroupLeaseDelete() {
   const int g = pick(groups);
   if (!h_.client().remove(kube::kLeases, ns_, "chaos-g" + std::to_string(g)).ok()) return false;
   instant(Kind::kGroupLeaseDelete, g);
+  return true;
+}
+
+bool Campaign::injectFreezeAtWorst(Kind kind) {
+  // The freeze happens on the proxy's thread; the clear may race with it: one mutex, and a clear that comes first
+  // cancels it.
+  struct Freeze {
+    std::mutex mutex;
+    pid_t pid = -1;
+    bool cancelled = false;
+    std::optional<Clock::time_point> frozen_at;
+  };
+  auto freeze = std::make_shared<Freeze>();
+  const bool after_cas = std::bernoulli_distribution(0.5)(rng_);
+  const std::string leases = "/apis/coordination.k8s.io/v1/namespaces/";
+  ApiProxy* proxy = nullptr;
+  std::string lease_path;
+  std::function<void()> resume;
+  int target = -1;
+  if (kind == Kind::kOpFreezeAtWorst) {
+    int held = 0;
+    for (bool b : op_busy_) held += b;
+    std::optional<int> leader;
+    {
+      std::lock_guard lock(monitor_mutex_);
+      for (int i = 0; i < h_.operatorCount(); ++i) {
+        if (OperatorHarness::identity(i) == op_holder_) leader = i;
+      }
+    }
+    if (!leader || op_busy_[static_cast<std::size_t>(*leader)] || held >= 2) return false;
+    const int i = *leader;
+    const auto u = static_cast<std::size_t>(i);
+    freeze->pid = h_.operatorPid(i);
+    proxy = &h_.operatorApiProxy(i);
+    lease_path = leases + kOperatorNamespace + "/leases/" + kOperatorLease;
+    op_busy_[u] = op_stopped_[u] = true;
+    resume = [this, u] { op_busy_[u] = op_stopped_[u] = false; };
+    target = i;
+  } else {
+    const int g = between(0, kGroupCount - 1);
+    const Group& group = groups_[static_cast<std::size_t>(g)];
+    Candidate* leader = candidateByWriter(group.value.substr(0, group.value.find('/')));
+    int held = 0;
+    for (auto& c : candidates_) held += c->group == g && c->busy;
+    if (leader == nullptr || leader->busy || held >= 2 || !leader->process || !leader->process->running()) {
+      return false;
+    }
+    freeze->pid = leader->process->pid();
+    proxy = leader->api_proxy.get();
+    lease_path = leases + ns_ + "/leases/chaos-g" + std::to_string(g);
+    leader->busy = leader->stopped = true;
+    paused_writers_.insert(leader->writer);  // its COMMAND runs on while it is frozen
+    resume = [leader] { leader->busy = leader->stopped = false; };
+    target = g;
+  }
+  if (freeze->pid <= 0) {
+    resume();
+    return false;
+  }
+  const ApiProxy::Match match =
+      after_cas ? ApiProxy::Match(
+                      [lease_path](const ApiProxy::Request& r) { return r.method == "PUT" && r.path == lease_path; })
+                : ApiProxy::Match([](const ApiProxy::Request& r) { return r.method != "GET" && !r.watch(); });
+  proxy->triggerOn(match, after_cas ? ApiProxy::Moment::kAnswerRelayed : ApiProxy::Moment::kRequestSent, [freeze] {
+    std::lock_guard lock(freeze->mutex);
+    if (freeze->cancelled) return;
+    ::kill(freeze->pid, SIGSTOP);
+    freeze->frozen_at = Clock::now();
+  });
+  const auto frozen_for = h_.leaseDuration() + hold(1000, 3000);
+  active_.push_back({kind, target, Clock::now() + 1s,
+                     [this, kind, proxy, freeze, resume] {
+                       proxy->disarmTrigger();
+                       {
+                         std::lock_guard lock(freeze->mutex);
+                         freeze->cancelled = true;
+                         if (freeze->frozen_at) {
+                           ::kill(freeze->pid, SIGCONT);
+                           ++stats_[kind].hit;
+                         }
+                       }
+                       resume();
+                     },
+                     // Until it has been frozen past the lease (or, if it sent nothing that matched, kClearWait).
+                     [freeze, frozen_for] {
+                       std::lock_guard lock(freeze->mutex);
+                       return freeze->frozen_at && Clock::now() - *freeze->frozen_at > frozen_for;
+                     }});
   return true;
 }
 

@@ -207,6 +207,24 @@ void ApiProxy::writeKubeconfig(const std::string& token, const std::filesystem::
   std::filesystem::permissions(out, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
 }
 
+void ApiProxy::triggerOn(Match match, Moment moment, std::function<void()> action) {
+  std::lock_guard lock(mutex_);
+  trigger_match_ = std::move(match);
+  trigger_moment_ = moment;
+  trigger_action_ = std::move(action);
+}
+
+void ApiProxy::disarmTrigger() {
+  std::lock_guard lock(mutex_);
+  trigger_match_ = nullptr;
+  trigger_action_ = nullptr;
+}
+
+std::uint64_t ApiProxy::triggered() const {
+  std::lock_guard lock(mutex_);
+  return triggered_;
+}
+
 void ApiProxy::authorizeAs(std::string token) {
   std::lock_guard lock(mutex_);
   token_ = std::move(token);
@@ -349,6 +367,7 @@ void ApiProxy::serve(Connection& connection) {
   bool awaiting_held_status = false;
   bool client_closed = false;  // with a held request: the client left, the request is still delivered
   bool server_eof = false;
+  std::function<void()> after_answer;  // triggerOn(kAnswerRelayed): once the answer's first bytes are relayed
   char buffer[16384];
 
   while (!stopping_) {
@@ -422,6 +441,7 @@ void ApiProxy::serve(Connection& connection) {
         mode = request.watch() ? Mode::kWatch : Mode::kForward;
         std::optional<Answer> answer;
         std::chrono::milliseconds late{0};
+        std::function<void()> on_sent;
         {
           std::lock_guard lock(mutex_);
           if (outgoing.empty() && inject_left_ > 0 && inject_match_ && inject_match_(request)) {
@@ -443,6 +463,12 @@ void ApiProxy::serve(Connection& connection) {
             late = request_delay_;
             ++delayed_;
           }
+          if (!answer && mode == Mode::kForward && trigger_match_ && trigger_match_(request)) {
+            (trigger_moment_ == Moment::kRequestSent ? on_sent : after_answer) = std::move(trigger_action_);
+            trigger_match_ = nullptr;
+            trigger_action_ = nullptr;
+            ++triggered_;
+          }
           if (!answer && !has_held && mode == Mode::kForward && hold_match_ && hold_match_(request)) {
             has_held = true;
             held_index = held_.size();
@@ -463,6 +489,7 @@ void ApiProxy::serve(Connection& connection) {
         } else {
           broken = !sslWriteAll(ssl, server, raw);
         }
+        if (on_sent) on_sent();
       }
       if (broken) break;
     }
@@ -510,6 +537,11 @@ void ApiProxy::serve(Connection& connection) {
         continue;
       }
       if (!sendAll(client, buffer, size)) break;
+      if (after_answer) {
+        auto action = std::move(after_answer);
+        after_answer = nullptr;
+        action();
+      }
       if (mode == Mode::kWatch) {
         std::lock_guard lock(mutex_);
         delivery->last = Clock::now();

@@ -102,6 +102,15 @@ class ApiProxy {
   void setDelay(Match match, std::chrono::milliseconds delay);
   std::uint64_t delayedRequests() const;
 
+  // Calls `action` once, on the proxy's thread, when a request matching `match` is forwarded: right after it went on
+  // the wire (kRequestSent: a sender frozen by the action has it in flight), or right after the first bytes of the
+  // apiserver's answer to it were relayed (kAnswerRelayed: applied, and the sender has been told). Arming again
+  // replaces an unused trigger.
+  enum class Moment { kRequestSent, kAnswerRelayed };
+  void triggerOn(Match match, Moment moment, std::function<void()> action);
+  void disarmTrigger();
+  std::uint64_t triggered() const;
+
   struct Held {
     std::string method;
     std::string path;
@@ -126,6 +135,10 @@ class ApiProxy {
   std::atomic<bool> stopping_{false};
   mutable std::mutex mutex_;
   std::string token_;  // authorizeAs
+  Match trigger_match_;
+  Moment trigger_moment_ = Moment::kRequestSent;
+  std::function<void()> trigger_action_;
+  std::uint64_t triggered_ = 0;
   Match drop_match_;
   bool drop_hold_ = false;
   std::uint64_t release_generation_ = 0;

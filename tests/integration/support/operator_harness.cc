@@ -181,6 +181,11 @@ std::filesystem::path OperatorHarness::operatorLogPath(int index) const {
   return log_dir_ / (identity(index) + ".log");
 }
 
+pid_t OperatorHarness::operatorPid(int index) const {
+  const Replica& r = operators_.at(static_cast<std::size_t>(index));
+  return r.process ? r.process->pid() : -1;
+}
+
 TcpProxy& OperatorHarness::operatorProxy(int index) {
   auto& r = operators_.at(static_cast<std::size_t>(index));
   if (!r.proxy)

@@ -16,6 +16,8 @@
 // <cluster dir>/operator-logs (kept with SINGLETON_KEEP_CLUSTER=1) and, on a failed test, its tail to stderr.
 #pragma once
 
+#include <sys/types.h>
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -112,6 +114,8 @@ class OperatorHarness {
   std::filesystem::path operatorLogPath(int index) const;
   // The proxy between replica `index` and the apiserver (options().proxy_operators); throws std::logic_error if none.
   TcpProxy& operatorProxy(int index);
+  // The running replica's pid (-1 if none).
+  pid_t operatorPid(int index) const;
   // The ApiProxy between replica `index` and the apiserver (options().api_proxy_operators); throws std::logic_error
   // if none.
   ApiProxy& operatorApiProxy(int index);
