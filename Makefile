@@ -23,7 +23,8 @@ help:
 	@echo "make demo           the operator on a local control plane: one active process, hand-off on failover, fencing tokens"
 	@echo "make demo-elect     three singleton-elect candidates on one Lease: election, SIGKILL/SIGTERM takeover"
 	@echo "make test           everything from nothing: deps, format check, control plane, build, unit + integration tests,"
-	@echo "                    then the same tests under AddressSanitizer + UndefinedBehaviorSanitizer, each fuzz target replaying its corpus"
+	@echo "                    then the same tests under AddressSanitizer + UndefinedBehaviorSanitizer, each fuzz target replaying its corpus;"
+	@echo "                    last, each libFuzzer target fuzzing for FUZZ_SMOKE_SECONDS (3) from its corpus"
 	@echo "make test-unit      unit tests only (no control plane)"
 	@echo "make bench-elector  singleton-elect vs client-go's leader-election example, side by side"
 	@echo "make bench-operator operator failover latency, idle writes, memory, cold start"
@@ -57,6 +58,7 @@ test: format-check control-plane build build-asan
 	  ctest --test-dir $(ASAN_BUILD_DIR) -j$(JOBS) -L unit --output-on-failure
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_BUILD_DIR) -L integration -j2 --output-on-failure
+	@FUZZ_SECONDS=$${FUZZ_SMOKE_SECONDS:-3} bash scripts/fuzz.sh
 
 test-asan: control-plane build-asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -72,7 +74,7 @@ bench-elector: control-plane build
 	@bash e2e/bench/bench-elector.sh $(BUILD_DIR)
 
 # The fault campaign of tests/integration/chaos_test.cc: CHAOS_FAULTS (default 1000) faults, CHAOS_SEED to replay
-# one (printed at the start), CHAOS_SECONDS to cap the duration. Not yet part of `make test` (see docs/operations.md).
+# one (printed at the start), CHAOS_SECONDS to cap the duration. `make test` runs a short one (100 faults, a fixed seed).
 chaos: control-plane
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSINGLETON_WERROR=ON $(NORMAL_FLAGS) $(LAUNCHER) $(CMAKE_FLAGS)
 	cmake --build $(BUILD_DIR) -j$(JOBS) --target singleton_integration_tests singleton-operator singleton-elect
