@@ -27,7 +27,8 @@
 // group 0's singleton-elect candidates off until client-go's candidate holds the Lease (its column: the times it
 // did). "elect group's Lease deleted" deletes group 1's or 2's Lease while its candidates run. "SIGSTOP after a CAS /
 // mid-write" freezes the operator leader or a group's leader past the lease at the moment its ApiProxy relays the
-// answer to its Lease renewal, or right after one of its writes went on the wire.
+// answer to its Lease renewal, or right after one of its writes went on the wire. "agent SIGSTOP as the Lease moves to
+// it" switches an agent workload over and freezes the new leader's agent (2-6 s) when the Lease watch shows the move.
 //
 // Code: chaos/campaign.{h,cc} (the run), chaos/actors.cc (processes), chaos/faults.cc (injecting and clearing),
 // chaos/invariants.cc (healthy scopes, activity logs), chaos/agent_workloads.{h,cc}, chaos/peers.{h,cc}; this file
@@ -133,7 +134,8 @@ TEST_F(ChaosTest, Campaign) {
                 s.recovered > 0 ? s.total_ms / s.recovered : 0LL, s.worst_ms,
                 (apiAnswer(k.kind) && k.kind != Kind::kApiWatchLag) || k.kind == Kind::kApiHold ||
                         k.kind == Kind::kCandApi || k.kind == Kind::kClientGoLeads ||
-                        k.kind == Kind::kOpFreezeAtWorst || k.kind == Kind::kCandFreezeAtWorst
+                        k.kind == Kind::kOpFreezeAtWorst || k.kind == Kind::kCandFreezeAtWorst ||
+                        k.kind == Kind::kAgentFreezeOnMove
                     ? std::to_string(s.hit).c_str()
                     : "-");
   }

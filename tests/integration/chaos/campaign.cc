@@ -49,6 +49,7 @@ void Campaign::setUp() {
   monitor_ = std::thread([this] { monitorLoop(); });
   lease_auditor_ = std::make_unique<LeaseAuditor>(h_.transport(), ns_);
   operator_lease_auditor_ = std::make_unique<LeaseAuditor>(h_.transport(), kOperatorNamespace);
+  lease_auditor_->setListener([this](const Json& lease) { onLeaseVersion(lease); });
   if (!lease_auditor_->start() || !operator_lease_auditor_->start()) {
     throw std::runtime_error("the Lease auditors did not sync");
   }

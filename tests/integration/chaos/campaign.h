@@ -257,6 +257,10 @@ class Campaign {
   // to its Lease renewal (its compare-and-swap) was relayed, or right after one of its writes went on the wire. It
   // stays frozen past the lease, then resumes.
   bool injectFreezeAtWorst(Kind kind);
+  // Switches an agent workload over and freezes the new leader's agent when the Lease watch shows the move.
+  bool injectAgentFreezeOnMove(Workload& w, int index);
+  // The Lease watch's listener (its thread): freezes an armed workload's new leader's agent.
+  void onLeaseVersion(const nlohmann::json& lease);
 
   // Whether `identity` (a Lease holder) is client-go's candidate.
   static bool clientGoIdentity(const std::string& identity);
@@ -303,6 +307,16 @@ class Campaign {
   std::vector<std::string> command_overlaps_;
   std::size_t command_windows_ = 0;
   std::unique_ptr<LeaseAuditor> lease_auditor_, operator_lease_auditor_;
+  // kAgentFreezeOnMove, shared with the Lease watch's thread, by Lease name.
+  struct AgentFreeze {
+    bool armed = false;
+    bool cancelled = false;
+    pid_t pid = -1;
+    std::optional<Clock::time_point> frozen_at;
+  };
+  std::mutex agent_freeze_mutex_;
+  std::map<std::string, std::string> lease_leader_uid_;  // the last leader-uid seen per Lease
+  std::map<std::string, std::shared_ptr<AgentFreeze>> agent_freezes_;
   struct Tenure {
     int terms = 0;
     Clock::duration held{};

@@ -96,6 +96,7 @@ enum class Kind {
   kGroupLeaseDelete,
   kOpFreezeAtWorst,
   kCandFreezeAtWorst,
+  kAgentFreezeOnMove,
 };
 
 // What a fault's recovery is measured on.
@@ -155,6 +156,8 @@ inline constexpr std::array kKinds = {
     // renewal (right after the compare-and-swap), or right after one of its writes went on the wire.
     KindInfo{Kind::kOpFreezeAtWorst, "operator SIGSTOP after a CAS / mid-write", 4, Scope::kOperators},
     KindInfo{Kind::kCandFreezeAtWorst, "candidate SIGSTOP after a CAS / mid-write", 4, Scope::kGroup},
+    // An agent workload switched over, and the new leader's agent frozen (2-6 s) the moment the Lease names it.
+    KindInfo{Kind::kAgentFreezeOnMove, "agent SIGSTOP as the Lease moves to it", 4, Scope::kWorkload},
 };
 
 // client-go's leader-election example joins this group as a 4th candidate (a mixed fleet on one Lease).

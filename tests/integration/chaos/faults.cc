@@ -193,7 +193,7 @@ bool Campaign::tryInject(Kind kind) {
       break;
   }
   // Workload faults.
-  const bool agent_kind = kind == Kind::kAgentKill || kind == Kind::kAgentStop;
+  const bool agent_kind = kind == Kind::kAgentKill || kind == Kind::kAgentStop || kind == Kind::kAgentFreezeOnMove;
   std::vector<int> free;
   for (std::size_t i = 0; i < workloads_.size(); ++i) {
     const Workload& w = workloads_[i];
@@ -324,6 +324,8 @@ bool Campaign::tryInject(Kind kind) {
                          }});
       return true;
     }
+    case Kind::kAgentFreezeOnMove:
+      return injectAgentFreezeOnMove(w, wi);
     case Kind::kAgentKill:
     case Kind::kAgentStop: {
       // The leader's agent more often than not, else any live pod's.
@@ -675,6 +677,81 @@ bool Campaign::injectFreezeAtWorst(Kind kind) {
                        return freeze->frozen_at && Clock::now() - *freeze->frozen_at > frozen_for;
                      }});
   return true;
+}
+
+bool Campaign::injectAgentFreezeOnMove(Workload& w, int index) {
+  const auto leader = auditor_.currentLeader(w.name);
+  if (!leader || leader->terminating) return false;
+  std::vector<std::string> targets;
+  auditor_.waitUntil(
+      [&](const LeaderAuditor::State& s) {
+        auto it = s.workloads.find(w.name);
+        if (it == s.workloads.end()) return true;
+        for (const auto& [name, p] : it->second.pods) {
+          if (!p.leader() && p.ready && !p.terminating) targets.push_back(name);
+        }
+        return true;
+      },
+      0ms);
+  if (targets.empty()) return false;
+  auto freeze = std::make_shared<AgentFreeze>();
+  freeze->armed = true;
+  const std::string lease = w.name + "-leader";
+  {
+    std::lock_guard lock(agent_freeze_mutex_);
+    agent_freezes_[lease] = freeze;
+  }
+  const auto r =
+      h_.client().mergePatch(kWorkloadResource, ns_, w.name,
+                             {{"metadata", {{"annotations", {{"singleton.dev/switchover-to", pick(targets)}}}}}});
+  if (!r.ok()) {
+    std::lock_guard lock(agent_freeze_mutex_);
+    agent_freezes_.erase(lease);
+    return false;
+  }
+  w.busy = true;
+  const auto frozen_for = hold(kAgentFreezeMinMs, kAgentFreezeMaxMs);
+  active_.push_back({Kind::kAgentFreezeOnMove, index, Clock::now() + 1s,
+                     [this, lease, freeze, index] {
+                       {
+                         std::lock_guard lock(agent_freeze_mutex_);
+                         freeze->cancelled = true;
+                         if (freeze->frozen_at) {
+                           ::kill(freeze->pid, SIGCONT);
+                           ++stats_[Kind::kAgentFreezeOnMove].hit;
+                         }
+                         agent_freezes_.erase(lease);
+                       }
+                       workloads_[static_cast<std::size_t>(index)].busy = false;
+                     },
+                     [this, freeze, frozen_for] {
+                       std::lock_guard lock(agent_freeze_mutex_);
+                       return freeze->frozen_at && Clock::now() - *freeze->frozen_at > frozen_for;
+                     }});
+  return true;
+}
+
+void Campaign::onLeaseVersion(const Json& lease) {
+  const Json& meta = lease.value("metadata", Json::object());
+  const std::string name = meta.value("name", "");
+  std::string uid;
+  if (meta.contains("annotations") && meta["annotations"].is_object()) {
+    uid = meta["annotations"].value("singleton.dev/leader-uid", "");
+  }
+  std::lock_guard lock(agent_freeze_mutex_);
+  std::string& last = lease_leader_uid_[name];
+  const bool moved = !uid.empty() && uid != last;
+  last = uid;
+  auto it = agent_freezes_.find(name);
+  if (!moved || it == agent_freezes_.end()) return;
+  AgentFreeze& f = *it->second;
+  if (!f.armed || f.cancelled) return;
+  // The Lease names the new leader (the operator's compare-and-swap): freeze its agent now, as it starts.
+  const auto pid = chaos::agentProcessOfPod(uid);
+  if (!pid || ::kill(*pid, SIGSTOP) != 0) return;
+  f.armed = false;
+  f.pid = *pid;
+  f.frozen_at = Clock::now();
 }
 
 bool Campaign::clientGoIdentity(const std::string& identity) {

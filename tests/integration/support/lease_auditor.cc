@@ -131,6 +131,7 @@ void LeaseAuditor::onEvent(const watch::Event& event) {
     }
   }
   changed_.notify_all();
+  if (listener_ && event.type != watch::EventType::kDeleted) listener_(event.object);
 }
 
 }  // namespace singleton::testing

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -54,6 +55,10 @@ class LeaseAuditor final : public watch::Handler {
 
   std::vector<std::string> violations() const;
   Figures figures() const;
+
+  // Called on the watch thread with every new version of a Lease (not deletions), after it was checked; set before
+  // start(). Must be quick.
+  void setListener(std::function<void(const nlohmann::json& lease)> listener) { listener_ = std::move(listener); }
 
   // watch::Handler, called on the watch thread.
   void onReplace(std::vector<nlohmann::json> objects, const std::string& resource_version) override;
@@ -89,6 +94,7 @@ class LeaseAuditor final : public watch::Handler {
   std::map<std::string, LeaseState> leases_;
   std::vector<std::string> violations_;
   Figures figures_;
+  std::function<void(const nlohmann::json&)> listener_;
 };
 
 }  // namespace singleton::testing
