@@ -257,6 +257,10 @@ class Campaign {
   // to its Lease renewal (its compare-and-swap) was relayed, or right after one of its writes went on the wire. It
   // stays frozen past the lease, then resumes.
   bool injectFreezeAtWorst(Kind kind);
+  // The workload's pods a switchover may name (Ready, not leader, not terminating), as the auditor sees them.
+  std::vector<std::string> switchoverTargets(const std::string& workload);
+  // Annotates the workload to switch over to `pod`.
+  bool switchOver(const std::string& workload, const std::string& pod);
   // Switches an agent workload over and freezes the new leader's agent when the Lease watch shows the move.
   bool injectAgentFreezeOnMove(Workload& w, int index);
   // The Lease watch's listener (its thread): freezes an armed workload's new leader's agent.

@@ -225,22 +225,8 @@ bool Campaign::tryInject(Kind kind) {
     }
     case Kind::kSwitchover: {
       if (!leader) return false;
-      std::vector<std::string> targets;
-      auditor_.waitUntil(
-          [&](const LeaderAuditor::State& s) {
-            auto it = s.workloads.find(w.name);
-            if (it == s.workloads.end()) return true;
-            for (const auto& [name, p] : it->second.pods) {
-              if (!p.leader() && p.ready && !p.terminating) targets.push_back(name);
-            }
-            return true;
-          },
-          0ms);
-      if (targets.empty()) return false;
-      const auto r =
-          h_.client().mergePatch(kWorkloadResource, ns_, w.name,
-                                 {{"metadata", {{"annotations", {{"singleton.dev/switchover-to", pick(targets)}}}}}});
-      if (!r.ok()) return false;
+      const std::vector<std::string> targets = switchoverTargets(w.name);
+      if (targets.empty() || !switchOver(w.name, pick(targets))) return false;
       instant(kind, wi);
       return true;
     }
@@ -679,13 +665,11 @@ bool Campaign::injectFreezeAtWorst(Kind kind) {
   return true;
 }
 
-bool Campaign::injectAgentFreezeOnMove(Workload& w, int index) {
-  const auto leader = auditor_.currentLeader(w.name);
-  if (!leader || leader->terminating) return false;
+std::vector<std::string> Campaign::switchoverTargets(const std::string& workload) {
   std::vector<std::string> targets;
   auditor_.waitUntil(
       [&](const LeaderAuditor::State& s) {
-        auto it = s.workloads.find(w.name);
+        auto it = s.workloads.find(workload);
         if (it == s.workloads.end()) return true;
         for (const auto& [name, p] : it->second.pods) {
           if (!p.leader() && p.ready && !p.terminating) targets.push_back(name);
@@ -693,6 +677,20 @@ bool Campaign::injectAgentFreezeOnMove(Workload& w, int index) {
         return true;
       },
       0ms);
+  return targets;
+}
+
+bool Campaign::switchOver(const std::string& workload, const std::string& pod) {
+  return h_.client()
+      .mergePatch(kWorkloadResource, ns_, workload,
+                  {{"metadata", {{"annotations", {{"singleton.dev/switchover-to", pod}}}}}})
+      .ok();
+}
+
+bool Campaign::injectAgentFreezeOnMove(Workload& w, int index) {
+  const auto leader = auditor_.currentLeader(w.name);
+  if (!leader || leader->terminating) return false;
+  const std::vector<std::string> targets = switchoverTargets(w.name);
   if (targets.empty()) return false;
   auto freeze = std::make_shared<AgentFreeze>();
   freeze->armed = true;
@@ -701,10 +699,7 @@ bool Campaign::injectAgentFreezeOnMove(Workload& w, int index) {
     std::lock_guard lock(agent_freeze_mutex_);
     agent_freezes_[lease] = freeze;
   }
-  const auto r =
-      h_.client().mergePatch(kWorkloadResource, ns_, w.name,
-                             {{"metadata", {{"annotations", {{"singleton.dev/switchover-to", pick(targets)}}}}}});
-  if (!r.ok()) {
+  if (!switchOver(w.name, pick(targets))) {
     std::lock_guard lock(agent_freeze_mutex_);
     agent_freezes_.erase(lease);
     return false;
