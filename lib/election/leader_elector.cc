@@ -111,13 +111,19 @@ util::Status LeaderElector::healthCheck(Millis tolerance) const {
   return {};
 }
 
-std::optional<std::pair<std::string, fencing::FencingToken>> LeaderElector::observeLocked(
-    const std::optional<VersionedRecord>& seen, util::MonoTime now) {
+std::optional<std::pair<std::string, fencing::FencingToken>> LeaderElector::observeLocked(const RecordState& state,
+                                                                                          util::MonoTime now) {
+  const std::optional<VersionedRecord>& seen = state.record;
+  // Older than what we know (a list served before our own create answered, a read overtaken by the watch): not news.
+  // Taking such a stale "no record" for a deletion once ended a healthy term a few milliseconds after it began.
+  if (olderVersion(state.version, observed_.version)) return std::nullopt;
   if (seen && observed_.current && seen->version == observed_.current->version) return std::nullopt;
-  if (seen && observed_.current && olderVersion(seen->version, observed_.current->version)) return std::nullopt;
   const bool seen_before = seen_any_;
   seen_any_ = true;
-  if (!seen && !observed_.current) return std::nullopt;
+  if (!seen && !observed_.current) {
+    if (!state.version.empty()) observed_.version = state.version;
+    return std::nullopt;
+  }
   if (seen)
     highest_token_ =
         std::max(highest_token_.value_or(seen->record.leader_transitions), seen->record.leader_transitions);
@@ -132,6 +138,7 @@ std::optional<std::pair<std::string, fencing::FencingToken>> LeaderElector::obse
         {.object = objectOf(*config_.lock), .values = {{"identity", config_.lock->identity()}}});
   }
   observed_.current = seen;
+  observed_.version = state.version;
   observed_.changed_at = now;
   ++observed_.sequence;
   changed_.notify_all();
@@ -141,7 +148,7 @@ std::optional<std::pair<std::string, fencing::FencingToken>> LeaderElector::obse
   return std::make_pair(holder, fencing::FencingToken(seen->record.leader_transitions));
 }
 
-void LeaderElector::observe(const std::optional<VersionedRecord>& seen) {
+void LeaderElector::observe(const RecordState& seen) {
   std::optional<std::pair<std::string, fencing::FencingToken>> announcement;
   {
     std::lock_guard guard(mutex_);
@@ -228,7 +235,7 @@ bool LeaderElector::tryAcquireOrRenew(Millis timeout) {
     std::optional<std::pair<std::string, fencing::FencingToken>> announcement;
     {
       std::lock_guard guard(mutex_);
-      announcement = observeLocked(written, clock_.now());
+      announcement = observeLocked(RecordState::of(written), clock_.now());
       term_active_ = true;
       last_renew_ = now;
       changed_.notify_all();
@@ -237,11 +244,11 @@ bool LeaderElector::tryAcquireOrRenew(Millis timeout) {
     return true;
   };
   // Records a record read from the server, as seen when the answer arrived (later than any write it shows).
-  auto seen = [&](const std::optional<VersionedRecord>& record) {
+  auto seen = [&](const VersionedRecord& record) {
     std::optional<std::pair<std::string, fencing::FencingToken>> announcement;
     {
       std::lock_guard guard(mutex_);
-      announcement = observeLocked(record, clock_.now());
+      announcement = observeLocked(RecordState::of(record), clock_.now());
       current = observed_.current;
     }
     announce(announcement);
@@ -257,6 +264,7 @@ bool LeaderElector::tryAcquireOrRenew(Millis timeout) {
         seen_any_ = true;
         if (observed_.current) {  // it was deleted: keep what we learnt from it (highest_token_)
           observed_.current.reset();
+          observed_.version.clear();  // a GET's 404 carries no version
           observed_.changed_at = clock_.now();
           ++observed_.sequence;
         }
@@ -434,7 +442,7 @@ util::Result<fencing::FencingToken> LeaderElector::raiseTokenAbove(fencing::Fenc
                                       std::min(config_.retry_period, duration_cast<Millis>(until - start)));
   if (!updated.ok()) return std::move(updated).takeError();
   std::lock_guard guard(mutex_);
-  observeLocked(*updated, clock_.now());
+  observeLocked(RecordState::of(*updated), clock_.now());
   if (leading_) {
     last_renew_ = std::max(last_renew_, start);
     token_ = fencing::FencingToken(updated->record.leader_transitions);
@@ -463,7 +471,7 @@ void LeaderElector::release() {
   if (result.ok()) {
     kLog.info("released", {.object = objectOf(*config_.lock)});
     std::lock_guard guard(mutex_);
-    observeLocked(*result, clock_.now());
+    observeLocked(RecordState::of(*result), clock_.now());
   } else {
     kLog.warn("release failed; followers will wait for expiry",
               {.err = result.error().describe(), .object = objectOf(*config_.lock)});
@@ -488,8 +496,7 @@ LeaderElector::Outcome LeaderElector::run(std::stop_token stop) {
   std::jthread watcher;
   if (config_.watch_record) {
     watcher = std::jthread([this](std::stop_token watch_stop) {
-      auto status =
-          config_.lock->watch([this](const std::optional<VersionedRecord>& seen) { observe(seen); }, watch_stop);
+      auto status = config_.lock->watch([this](const RecordState& seen) { observe(seen); }, watch_stop);
       if (!status.ok())
         kLog.warn("cannot watch, polling instead",
                   {.err = status.error().describe(), .object = objectOf(*config_.lock)});

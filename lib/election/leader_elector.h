@@ -121,15 +121,16 @@ class LeaderElector {
 
   struct Observation {
     std::optional<VersionedRecord> current;
+    std::string version;          // as of which `current` holds (its own, or a list's or deletion's); "" unknown
     util::MonoTime changed_at{};  // our monotonic time when we saw `current` change
     std::uint64_t sequence = 0;   // bumps on every change, to wake waiters
     std::string reported_holder;
   };
 
   // Records what we saw; returns the holder to announce if it changed.
-  std::optional<std::pair<std::string, fencing::FencingToken>> observeLocked(const std::optional<VersionedRecord>& seen,
+  std::optional<std::pair<std::string, fencing::FencingToken>> observeLocked(const RecordState& seen,
                                                                              util::MonoTime now);
-  void observe(const std::optional<VersionedRecord>& seen);
+  void observe(const RecordState& seen);
   void announce(const std::optional<std::pair<std::string, fencing::FencingToken>>& holder);
   bool expiredLocked(util::MonoTime now) const;
   // The record names us and was written by this elector (not by another process using our identity).

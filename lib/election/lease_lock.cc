@@ -12,27 +12,32 @@ VersionedRecord versioned(const kube::Lease& lease) {
 // Turns the reflector's view of a one-object collection into "the record changed" calls.
 class RecordWatchHandler final : public watch::Handler {
  public:
-  RecordWatchHandler(std::string name, std::function<void(const std::optional<VersionedRecord>&)> on_change)
+  RecordWatchHandler(std::string name, std::function<void(const RecordState&)> on_change)
       : name_(std::move(name)), on_change_(std::move(on_change)) {}
 
-  void onReplace(std::vector<nlohmann::json> objects, const std::string&) override {
+  void onReplace(std::vector<nlohmann::json> objects, const std::string& resource_version) override {
     for (const auto& object : objects) {
       if (object.value("/metadata/name"_json_pointer, std::string()) == name_) return deliver(object);
     }
-    on_change_(std::nullopt);
+    // Absent as of the list: a create of ours answered before the list was served is newer than this.
+    on_change_(RecordState::absent(resource_version));
   }
   void onEvent(const watch::Event& event) override {
-    if (event.type == watch::EventType::kDeleted) return on_change_(std::nullopt);
+    if (event.type == watch::EventType::kDeleted) {
+      // A DELETED event carries the deletion's resourceVersion.
+      return on_change_(
+          RecordState::absent(event.object.value("/metadata/resourceVersion"_json_pointer, std::string())));
+    }
     deliver(event.object);
   }
 
  private:
   void deliver(const nlohmann::json& object) {
     auto lease = kube::leaseFromJson(object);
-    if (lease.ok()) on_change_(versioned(*lease));
+    if (lease.ok()) on_change_(RecordState::of(versioned(*lease)));
   }
   std::string name_;
-  std::function<void(const std::optional<VersionedRecord>&)> on_change_;
+  std::function<void(const RecordState&)> on_change_;
 };
 
 }  // namespace
@@ -106,8 +111,7 @@ util::Result<VersionedRecord> LeaseLock::update(const std::string& expected_vers
   return versioned(*updated);
 }
 
-util::Status LeaseLock::watch(const std::function<void(const std::optional<VersionedRecord>&)>& on_change,
-                              std::stop_token stop) {
+util::Status LeaseLock::watch(const std::function<void(const RecordState&)>& on_change, std::stop_token stop) {
   kube::ClientOptions client_options;
   kube::Client client(transport_, client_options);
   RecordWatchHandler handler(options_.name, on_change);

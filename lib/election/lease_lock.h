@@ -29,8 +29,7 @@ class LeaseLock final : public Lock {
   util::Result<VersionedRecord> create(const LeaderElectionRecord& record, util::Millis timeout) override;
   util::Result<VersionedRecord> update(const std::string& expected_version, const LeaderElectionRecord& record,
                                        util::Millis timeout) override;
-  util::Status watch(const std::function<void(const std::optional<VersionedRecord>&)>& on_change,
-                     std::stop_token stop) override;
+  util::Status watch(const std::function<void(const RecordState&)>& on_change, std::stop_token stop) override;
 
   std::string identity() const override { return options_.identity; }
   std::string describe() const override { return options_.ns + "/" + options_.name; }

@@ -30,6 +30,17 @@ struct VersionedRecord {
   std::string version;
 };
 
+// What a watch saw: the record at a version, or (no record) that there was none as of `version`: the list's
+// resourceVersion, or the deletion's. The version orders an absence against records read or written directly, so a
+// list answered before our own create is not taken for a deletion after it.
+struct RecordState {
+  std::optional<VersionedRecord> record;
+  std::string version;  // record->version when there is one; "" when unknown
+
+  static RecordState of(const VersionedRecord& record) { return {record, record.version}; }
+  static RecordState absent(std::string as_of) { return {std::nullopt, std::move(as_of)}; }
+};
+
 class Lock {
  public:
   virtual ~Lock() = default;
@@ -42,10 +53,9 @@ class Lock {
   virtual util::Result<VersionedRecord> update(const std::string& expected_version, const LeaderElectionRecord& record,
                                                util::Millis timeout) = 0;
 
-  // Calls `on_change` with every new version of the record (nullopt: deleted) until `stop`; blocks. Returns early
-  // (with an error) only if watching is impossible; transient failures are retried inside.
-  virtual util::Status watch(const std::function<void(const std::optional<VersionedRecord>&)>& on_change,
-                             std::stop_token stop) = 0;
+  // Calls `on_change` with every new state of the record (none: deleted, or not there when listed) until `stop`;
+  // blocks. Returns early (with an error) only if watching is impossible; transient failures are retried inside.
+  virtual util::Status watch(const std::function<void(const RecordState&)>& on_change, std::stop_token stop) = 0;
 
   virtual std::string identity() const = 0;
   virtual std::string describe() const = 0;  // "namespace/name", for logs

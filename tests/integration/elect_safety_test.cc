@@ -1,6 +1,6 @@
 // singleton-elect's safety on a real control plane: the command dies with its supervisor, two processes never share
-// an identity, and a candidate without a command campaigns again after losing. (The partition test is in
-// elect_partition_test.cc.)
+// an identity, a candidate without a command campaigns again after losing, and a stale list is not a deletion. (The
+// partition test is in elect_partition_test.cc.)
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "support/api_proxy.h"
 #include "support/cluster_fixture.h"
 #include "support/elect_candidate.h"
 #include "support/process.h"
@@ -117,6 +118,37 @@ TEST(ElectSafetyTest, WithoutACommandItCampaignsAgainAfterLosingTheLease) {
   ASSERT_TRUE(again) << a->stderrText();
   EXPECT_GT(Json::parse(again->text)["token"].get<long long>(), 5);
   EXPECT_TRUE(a->running());
+  a->signal(SIGTERM);
+  EXPECT_EQ(a->wait(20s), 0);
+}
+
+// The race CI once hit by chance, made certain: the watch's list is served before the candidate creates the Lease
+// (the create reaches the apiserver 500 ms late) but answered after it (2 s late). Its "no Lease" is as of a version
+// older than the create's, so it must not end the term, nor start a second one.
+TEST(ElectSafetyTest, AListServedBeforeTheCreateAndAnsweredAfterItIsNotADeletion) {
+  ApiProxy proxy(cluster().apiserverPort());
+  const auto kubeconfig = cluster().dir() / "kubeconfig-stale-list";
+  proxy.writeKubeconfig(cluster().adminToken(), kubeconfig);
+  auto is_list = [](const ApiProxy::Request& r) {
+    return r.method == "GET" && r.path.ends_with("/leases") && !r.watch();
+  };
+  proxy.setAnswerDelay(is_list, 2s);
+  proxy.setDelay([](const ApiProxy::Request& r) { return r.method == "POST" && r.path.ends_with("/leases"); }, 500ms);
+  auto a = electCandidate("default/elect-stale-list", "stale-list-a", {}, kubeconfig.string());
+  ASSERT_TRUE(a->waitForLine([](const std::string& l) { return isElectEvent(l, "started_leading"); }, 30s))
+      << a->stderrText();
+  ASSERT_EQ(proxy.delayedRequests(), 1U) << "the create went through the proxy, late";
+  std::this_thread::sleep_for(5s);  // the list's answer arrives 2 s after it was served, then a renewal or more
+  int started = 0;
+  for (const auto& l : a->lines()) {
+    started += isElectEvent(l, "started_leading");
+    EXPECT_FALSE(isElectEvent(l, "stopped_leading")) << l << "\n" << a->stderrText();
+  }
+  EXPECT_EQ(started, 1) << a->stderrText();
+  EXPECT_EQ(a->stderrText().find("deleted while leading"), std::string::npos) << a->stderrText();
+  auto lease = cluster().kubectl({"get", "lease", "elect-stale-list", "-n", "default", "-o", "json"});
+  ASSERT_TRUE(lease.ok()) << lease.err;
+  EXPECT_EQ(Json::parse(lease.out)["spec"]["leaseTransitions"], 0) << "one term, not a spurious second";
   a->signal(SIGTERM);
   EXPECT_EQ(a->wait(20s), 0);
 }

@@ -257,6 +257,12 @@ void ApiProxy::setWatchDelay(Match match, std::chrono::milliseconds delay) {
   delay_ = delay;
 }
 
+void ApiProxy::setAnswerDelay(Match match, std::chrono::milliseconds delay) {
+  std::lock_guard lock(mutex_);
+  answer_delay_match_ = std::move(match);
+  answer_delay_ = delay;
+}
+
 void ApiProxy::injectAnswers(Match match, int count, Answer answer) {
   std::lock_guard lock(mutex_);
   inject_match_ = count > 0 ? std::move(match) : nullptr;
@@ -526,9 +532,10 @@ void ApiProxy::serve(Connection& connection) {
         continue;
       }
       std::chrono::milliseconds delay{0};
-      if (mode == Mode::kWatch) {
+      {
         std::lock_guard lock(mutex_);
-        if (delay_match_ && delay_match_(request)) delay = delay_;
+        if (mode == Mode::kWatch && delay_match_ && delay_match_(request)) delay = delay_;
+        if (mode == Mode::kForward && answer_delay_match_ && answer_delay_match_(request)) delay = answer_delay_;
       }
       if (delay.count() > 0 || !delayed.empty()) {
         TimePoint due = Clock::now() + delay;

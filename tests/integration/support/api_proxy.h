@@ -16,6 +16,9 @@
 //   setWatchDelay(match, D) every answer byte of a watch request (a query with watch=1/true) that `match`es is
 //                           delivered D after it arrived, in order. Evaluated per byte arrival, so it applies to
 //                           watches opened before it was set; D = 0 ends it (bytes already queued still wait).
+//   setAnswerDelay(match, D)
+//                           the same for the answers of other requests (a list, a GET, a write): served at once,
+//                           answered D late, as a slow network path back would.
 //   injectAnswers(match, n, kind)
 //                           the next n requests that `match` are NOT forwarded: the proxy answers them itself with
 //                           kind's answer (Answer below: 409 Conflict, 429 with Retry-After: 1, 500, 503, each with a
@@ -94,6 +97,7 @@ class ApiProxy {
   std::vector<Drop> drops() const;
 
   void setWatchDelay(Match match, std::chrono::milliseconds delay);
+  void setAnswerDelay(Match match, std::chrono::milliseconds delay);
   std::optional<TimePoint> lastWatchDelivery(const Match& match) const;
 
   enum class Answer { kConflict, kTooManyRequests, kInternalError, kUnavailable, kTruncated, kGarbage };
@@ -145,6 +149,8 @@ class ApiProxy {
   std::vector<Drop> drops_;
   Match delay_match_;
   std::chrono::milliseconds delay_{0};
+  Match answer_delay_match_;
+  std::chrono::milliseconds answer_delay_{0};
   Match inject_match_;
   int inject_left_ = 0;
   Answer inject_answer_ = Answer::kConflict;

@@ -191,6 +191,27 @@ TEST_F(ElectorTest, ALeaderWhoseLeaseIsDeletedStepsDownAndRecreatesItAboveItsTok
   a->stop();
 }
 
+// The race CI hit: the watch listed "no Lease" just before the candidate created it, and the list's answer arrived
+// after the create's. The absence is as of a version older than the record we wrote, so it is not a deletion.
+TEST_F(ElectorTest, AnAbsenceListedBeforeOurCreateDoesNotEndTheTerm) {
+  const std::string before_create = store_->version();
+  auto a = candidate("a");
+  a->start();
+  ASSERT_TRUE(eventually([&] { return a->started == 1; }));
+  const int delivered = a->lock->delivered();
+  store_->announceAbsence(before_create);
+  ASSERT_TRUE(eventually([&] { return a->lock->delivered() > delivered; }));
+  EXPECT_TRUE(a->elector->isLeader());
+  EXPECT_EQ(a->outcome, -1);
+  EXPECT_EQ(a->started, 1);
+  EXPECT_EQ(store_->read()->record.leader_transitions, 0);
+  // A deletion after the create still ends the term.
+  store_->erase();
+  ASSERT_TRUE(eventually([&] { return a->outcome != -1; }));
+  a->thread.join();
+  EXPECT_EQ(a->outcome, static_cast<int>(Outcome::kLostLeadership));
+}
+
 TEST_F(ElectorTest, ASecondProcessUnderTheSameIdentityNeverLeadsAndSaysWhy) {
   auto first = candidate("same");
   const auto t0 = clock_.now();

@@ -31,8 +31,16 @@ class FakeRecordStore {
   void erase() {
     std::lock_guard g(mutex_);
     current_.reset();
-    for (auto& s : subscribers_) s->queue.push_back(std::nullopt);
-    cv_.notify_all();
+    pushLocked(election::RecordState::absent(std::to_string(++version_)));
+  }
+  // Tells every watcher "no record as of `as_of`" (a list served before a create, delivered after it).
+  void announceAbsence(const std::string& as_of) {
+    std::lock_guard g(mutex_);
+    pushLocked(election::RecordState::absent(as_of));
+  }
+  std::string version() {
+    std::lock_guard g(mutex_);
+    return std::to_string(version_);
   }
   util::Result<election::VersionedRecord> create(const election::LeaderElectionRecord& record) {
     std::lock_guard g(mutex_);
@@ -55,12 +63,13 @@ class FakeRecordStore {
 
   // Watch plumbing: each watcher has a queue of versions.
   struct Subscriber {
-    std::deque<std::optional<election::VersionedRecord>> queue;
+    std::deque<election::RecordState> queue;
   };
   std::shared_ptr<Subscriber> subscribe() {
     std::lock_guard g(mutex_);
     auto s = std::make_shared<Subscriber>();
-    s->queue.push_back(current_);
+    s->queue.push_back(current_ ? election::RecordState::of(*current_)
+                                : election::RecordState::absent(std::to_string(version_)));
     subscribers_.push_back(s);
     return s;
   }
@@ -74,9 +83,12 @@ class FakeRecordStore {
  private:
   election::VersionedRecord commitLocked(const election::LeaderElectionRecord& record) {
     current_ = election::VersionedRecord{record, std::to_string(++version_)};
-    for (auto& s : subscribers_) s->queue.push_back(current_);
-    cv_.notify_all();
+    pushLocked(election::RecordState::of(*current_));
     return *current_;
+  }
+  void pushLocked(const election::RecordState& state) {
+    for (auto& s : subscribers_) s->queue.push_back(state);
+    cv_.notify_all();
   }
   std::mutex mutex_;
   std::condition_variable_any cv_;
@@ -120,11 +132,11 @@ class FakeLock final : public election::Lock {
     if (result.ok() && losing_answers_) return util::makeError(util::ErrorCode::kTimeout, "answer lost");
     return result;
   }
-  util::Status watch(const std::function<void(const std::optional<election::VersionedRecord>&)>& on_change,
+  util::Status watch(const std::function<void(const election::RecordState&)>& on_change,
                      std::stop_token stop) override {
     auto sub = store_->subscribe();
     while (!stop.stop_requested()) {
-      std::optional<election::VersionedRecord> next;
+      election::RecordState next;
       {
         std::unique_lock g(store_->mutex());
         store_->cv().wait(g, stop, [&] { return !sub->queue.empty(); });
