@@ -700,14 +700,17 @@ void ProcessRuntime::probe(Pod& pod, Container& container, std::vector<std::stri
   const Probe& probe = *container.probe;
   const util::MonoTime now = clock_.now();
   std::optional<bool> result;
+  std::string why;  // of a failure, for the log
   if (container.probe_process.pid > 0) {
     if (const std::optional<int> exit = reapIfExited(container.probe_process)) {
       result = *exit == 0;
+      why = "exit status " + std::to_string(*exit);
       container.probe_process = {};
     } else if (now >= container.probe_deadline) {
       killAndReap(container.probe_process);
       container.probe_process = {};
       result = false;
+      why = "timed out after " + std::to_string(probe.timeout_seconds) + "s";
     }
   } else if (container.socket_probe) {
     if (container.socket_probe->wait_for(0s) == std::future_status::ready) {
@@ -729,6 +732,7 @@ void ProcessRuntime::probe(Pod& pod, Container& container, std::vector<std::stri
                                                        .object = log::objectRef(pod.key),
                                                        .values = {{"container", container.name}}});
         result = false;
+        why = "failed to start";
       }
     } else {
       const bool http = probe.kind == Probe::Kind::kHttpGet;
@@ -748,8 +752,10 @@ void ProcessRuntime::probe(Pod& pod, Container& container, std::vector<std::stri
   }
   if (ready != run.ready) {
     run.ready = ready;
+    log::Values values{{"container", container.name}};
+    if (!ready) values.push_back({"reason", why.empty() ? std::string("failed") : why});
     kLog.info(ready ? "readiness probe: ready" : "readiness probe: not ready",
-              {.object = log::objectRef(pod.key), .values = {{"container", container.name}}});
+              {.object = log::objectRef(pod.key), .values = std::move(values)});
     changed.push_back(pod.key);
   }
 }
