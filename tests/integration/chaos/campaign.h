@@ -235,6 +235,9 @@ class Campaign {
   bool injectApiFault(Kind kind);
   // One api fault of a random kind on one candidate's ApiProxy.
   bool injectCandidateApiFault();
+  // A candidate of group `g` to fault: its Lease holder 60 % of the time, else any free one. nullptr when none is
+  // free, or (limit_held) when two of the group are already held by faults.
+  Candidate* pickCandidate(int g, bool limit_held);
   // Arms `kind` on `proxy`; returns how long it stays armed.
   std::chrono::milliseconds armApiFault(ApiProxy& proxy, Kind kind);
 

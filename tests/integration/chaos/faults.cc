@@ -76,22 +76,8 @@ bool Campaign::tryInject(Kind kind) {
     case Kind::kCandBlackhole:
     case Kind::kCandReset: {
       const int g = std::uniform_int_distribution<int>(0, kGroupCount - 1)(rng_);
-      int held = 0;
-      std::vector<Candidate*> free;
-      Candidate* leader = nullptr;
-      const std::string writer =
-          groups_[static_cast<std::size_t>(g)].value.substr(0, groups_[static_cast<std::size_t>(g)].value.find('/'));
-      for (auto& c : candidates_) {
-        if (c->group != g) continue;
-        if (c->busy) {
-          ++held;
-          continue;
-        }
-        free.push_back(c.get());
-        if (c->writer == writer) leader = c.get();
-      }
-      if (free.empty() || ((kind == Kind::kCandStop || kind == Kind::kCandBlackhole) && held >= 2)) return false;
-      Candidate* c = leader != nullptr && std::bernoulli_distribution(0.6)(rng_) ? leader : pick(free);
+      Candidate* c = pickCandidate(g, /*limit_held=*/kind == Kind::kCandStop || kind == Kind::kCandBlackhole);
+      if (c == nullptr) return false;
       if (kind == Kind::kCandKill) {
         c->killed = true;
         c->process->signal(SIGKILL);
@@ -384,8 +370,7 @@ bool Campaign::injectApiFault(Kind kind) {
   return true;
 }
 
-bool Campaign::injectCandidateApiFault() {
-  const int g = between(0, kGroupCount - 1);
+Campaign::Candidate* Campaign::pickCandidate(int g, bool limit_held) {
   const std::string writer =
       groups_[static_cast<std::size_t>(g)].value.substr(0, groups_[static_cast<std::size_t>(g)].value.find('/'));
   int held = 0;
@@ -400,8 +385,14 @@ bool Campaign::injectCandidateApiFault() {
     free.push_back(c.get());
     if (c->writer == writer) leader = c.get();
   }
-  if (free.empty() || held >= 2) return false;
-  Candidate* c = leader != nullptr && std::bernoulli_distribution(0.6)(rng_) ? leader : pick(free);
+  if (free.empty() || (limit_held && held >= 2)) return nullptr;
+  return leader != nullptr && std::bernoulli_distribution(0.6)(rng_) ? leader : pick(free);
+}
+
+bool Campaign::injectCandidateApiFault() {
+  const int g = between(0, kGroupCount - 1);
+  Candidate* c = pickCandidate(g, /*limit_held=*/true);
+  if (c == nullptr) return false;
   static constexpr std::array kApiKinds = {Kind::kApiConflict,   Kind::kApiThrottle, Kind::kApi5xx,  Kind::kApiGarbage,
                                            Kind::kApiDropAnswer, Kind::kApiWatchLag, Kind::kApiDelay};
   const Kind kind = kApiKinds[static_cast<std::size_t>(between(0, static_cast<int>(kApiKinds.size()) - 1))];
