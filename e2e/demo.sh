@@ -58,7 +58,7 @@ api() {  # api METHOD PATH [CURL ARGS...]: a raw request as the admin, body on s
 
 say "installing the CRD; starting a simulated kubelet (3 Nodes) and 3 operator replicas"
 kc apply -f "$root/crds/singleton.dev_singletonworkloads.yaml" | indent
-kc wait --for condition=established --timeout=60s crd/singletonworkloads.singleton.dev >/dev/null
+bash "$root/e2e/cluster/wait-established.sh" singletonworkloads.singleton.dev
 kc create namespace singleton-system >/dev/null
 "$kubelet" --nodes 3 --heartbeat 1s >"$dir/kubelet.log" 2>&1 &
 pids+=($!)

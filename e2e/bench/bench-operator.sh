@@ -54,7 +54,7 @@ log "starting a local control plane"
 bench_cluster_up "$dir/cluster"
 export KUBECONFIG
 kubectl apply -f "$bench_root/crds/singleton.dev_singletonworkloads.yaml" >/dev/null
-kubectl wait --for condition=established --timeout=60s crd/singletonworkloads.singleton.dev >/dev/null
+bash "$bench_root/e2e/cluster/wait-established.sh" singletonworkloads.singleton.dev
 kubectl create namespace singleton-system >/dev/null
 "$kubelet" --nodes "$nodes" --heartbeat 2s --workers 8 --log-level warn >"$dir/kubelet.log" 2>&1 &
 kubelet_pid=$!

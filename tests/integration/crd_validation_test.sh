@@ -48,7 +48,7 @@ ns=crd-validation
 
 # --- the CRD ---------------------------------------------------------------------------------------------------
 if kc apply -f "$src/crds/singleton.dev_singletonworkloads.yaml" >"$work/out" 2>&1 &&
-  kc wait --for condition=established --timeout=60s crd/singletonworkloads.singleton.dev >>"$work/out" 2>&1; then
+  bash "$src/e2e/cluster/wait-established.sh" singletonworkloads.singleton.dev >>"$work/out" 2>&1; then
   ok "CRD applied and Established"
 else
   fail "CRD applied and Established: $(cat "$work/out")"

@@ -133,10 +133,12 @@ void OperatorHarness::start() {
   // The CRD, Established.
   const std::string crd = std::string(SINGLETON_SOURCE_DIR) + "/crds/singleton.dev_singletonworkloads.yaml";
   if (auto r = cluster_.kubectl({"apply", "-f", crd}); !r.ok()) throw std::runtime_error("apply CRD: " + r.err);
-  if (auto r = cluster_.kubectl(
-          {"wait", "--for", "condition=established", "--timeout=60s", "crd/singletonworkloads.singleton.dev"});
-      !r.ok()) {
-    throw std::runtime_error("CRD not Established: " + r.err);
+  // Not `kubectl wait`: 1.20's fails at once when it reads the CRD before any condition is written.
+  const std::vector<std::string> established = {"get", "crd", "singletonworkloads.singleton.dev", "-o",
+                                                R"(jsonpath={.status.conditions[?(@.type=="Established")].status})"};
+  CommandResult last;
+  if (!eventually([&] { return (last = cluster_.kubectl(established)).ok() && last.out == "True"; }, 60s, 200ms)) {
+    throw std::runtime_error("CRD not Established: Established=" + last.out + " " + last.err);
   }
   // The CRD's discovery must reach the operator's informers too: a list answers once it is served.
   if (!eventually([&] { return client_->list(kWorkloads, "").ok(); }, 30s, 100ms)) {
